@@ -1,0 +1,317 @@
+"""The web layer: routes, request ids, API key, metrics, and errors mapped to status codes.
+
+``build_app`` only wires things together; what a request does is in core.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from revenue_model.contract import OUTPUT_COLUMNS
+from serving import database
+from serving.config import Settings
+from serving.core import (
+    Overloaded, PredictionService, RequestRecord, RequestRejected, batch_users, invocation_users,
+    parse_json, single_user,
+)
+from serving.schemas import openapi_document
+from serving.scorer import ScorerFailed, ScorerSupervisor, ScorerUnavailable
+
+log = logging.getLogger("serving.app")
+
+REQUEST_ID_HEADER = "X-Request-Id"
+MODEL_VERSION_HEADER = "X-Model-Version"
+PREDICTION_ROUTES = {"/predict", "/batch_predict", "/invocations"}
+OPEN_ROUTES = {"/health"}  # the only route without the API key
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+SERVICE = web.AppKey("service", PredictionService)
+SUPERVISOR = web.AppKey("supervisor", ScorerSupervisor)
+SETTINGS = web.AppKey("settings", Settings)
+STATS_DB = web.AppKey("stats_db", str)
+METRICS = web.AppKey("metrics", dict)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+OPENAPI = web.AppKey("openapi", dict)
+
+
+def json_response(body, status: int = 200, headers: dict | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status=status,
+                        content_type="application/json", headers=headers)
+
+
+def _metrics(registry: CollectorRegistry) -> dict:
+    return {
+        "requests": Counter("revenue_requests", "Requests by route, status and model version",
+                            ["route", "status", "model_version"], registry=registry),
+        "users": Counter("revenue_users_scored", "Users scored", ["route", "model_version"], registry=registry),
+        "latency": Histogram("revenue_request_latency_seconds", "Request latency by route",
+                             ["route", "model_version"], registry=registry,
+                             buckets=(.001, .002, .003, .005, .0075, .01, .02, .05, .1, .25, .5, 1, 2.5, 5)),
+        "in_flight": Gauge("revenue_requests_in_flight", "Requests being handled", registry=registry),
+        "log_queue": Gauge("revenue_log_queue_rows", "Log rows waiting for PostgreSQL", registry=registry),
+        "spilled": Gauge("revenue_log_rows_spilled", "Log rows written to the spill file since start",
+                         registry=registry),
+        "scorer_up": Gauge("revenue_scorer_up", "1 when the scoring server answers", registry=registry),
+        "scorer_restarts": Gauge("revenue_scorer_restarts", "Scoring server restarts", registry=registry),
+    }
+
+
+@web.middleware
+async def handle(request: web.Request, handler) -> web.StreamResponse:
+    """Request id, API key, admission, error mapping, metrics and the log record of every request."""
+    app = request.app
+    service, metrics, settings = app[SERVICE], app[METRICS], app[SETTINGS]
+    sent_id = request.headers.get(REQUEST_ID_HEADER, "")
+    record = RequestRecord(sent_id if _SAFE_REQUEST_ID.match(sent_id) else uuid.uuid4().hex,
+                           request.path if request.match_info.route.resource else "(unknown)")
+    request["record"] = record
+    counted = request.path in PREDICTION_ROUTES
+    try:
+        if counted:
+            service.admit()
+            service.in_flight += 1
+        try:
+            if settings.api_key and request.path not in OPEN_ROUTES and not _authorised(request, settings):
+                raise RequestRejected(401, "unauthorised", "a valid API key is required in X-API-Key")
+            response = await handler(request)
+        finally:
+            if counted:
+                service.in_flight -= 1
+    except RequestRejected as error:
+        record.error = record.error or error.message
+        response = json_response({**error.body(), "request_id": record.request_id}, error.status)
+    except Overloaded as error:
+        record.error = f"overloaded: {error}"
+        response = json_response({"error": "overloaded", "message": "too many requests in flight; retry",
+                                  "request_id": record.request_id}, 503, {"Retry-After": "1"})
+    except ScorerUnavailable as error:
+        record.error = str(error)
+        response = json_response({"error": "model_unavailable", "message": str(error),
+                                  "request_id": record.request_id}, 503, {"Retry-After": "1"})
+    except asyncio.TimeoutError:
+        record.error = "the model took too long"
+        response = json_response({"error": "model_timeout", "message": record.error,
+                                  "request_id": record.request_id}, 504)
+    except ScorerFailed as error:
+        record.error = str(error)
+        response = json_response({"error": "model_error", "message": str(error),
+                                  "request_id": record.request_id}, 502)
+    except web.HTTPException as error:  # aiohttp's own: 404, 405, 413 ...
+        record.error = error.reason
+        response = json_response({"error": error.reason.lower().replace(" ", "_"), "message": error.text,
+                                  "request_id": record.request_id}, error.status)
+    except Exception:  # a bug of ours: still answered, logged and recorded
+        log.exception("unexpected error in %s", request.path)
+        record.error = "internal error"
+        response = json_response({"error": "internal_error", "message": "unexpected error; it was logged",
+                                  "request_id": record.request_id}, 500)
+    response.headers[REQUEST_ID_HEADER] = record.request_id
+    response.headers[MODEL_VERSION_HEADER] = service.identity.version
+    version = service.identity.version
+    metrics["requests"].labels(record.route, str(response.status), version).inc()
+    metrics["latency"].labels(record.route, version).observe(record.latency_ms() / 1000)
+    if counted or response.status >= 400:
+        service.record(record, response.status)
+    return response
+
+
+def _authorised(request: web.Request, settings: Settings) -> bool:
+    given = request.headers.get("X-API-Key", "")
+    if not given and request.headers.get("Authorization", "").startswith("Bearer "):
+        given = request.headers["Authorization"][len("Bearer "):]
+    return hmac.compare_digest(given.encode(), settings.api_key.encode())
+
+
+async def _json_body(request: web.Request):
+    content_type = request.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise RequestRejected(415, "unsupported_media_type",
+                              f"Content-Type must be application/json, not {content_type!r}")
+    body = await _read_body(request)
+    try:
+        return parse_json(body)
+    except RequestRejected:
+        request["record"].raw_body = body.decode("utf-8", "backslashreplace")
+        raise
+
+
+async def _read_body(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise RequestRejected(413, "body_too_large",
+                              f"the body is over {request.app[SETTINGS].max_body_bytes} bytes") from None
+
+
+def _prediction(output: dict, user) -> dict:
+    out = {c: output[c] for c in OUTPUT_COLUMNS}
+    user_id = user.get("user_id") if isinstance(user, dict) else None
+    out["user_id"] = str(user_id) if user_id is not None else None
+    return out
+
+
+def _stamp(record: RequestRecord, service: PredictionService) -> dict:
+    return {"inference_time_ms": round(record.inference_ms or 0.0, 3), "timestamp": record.timestamp.isoformat(),
+            "request_id": record.request_id, "model_name": service.identity.name,
+            "model_version": service.identity.version}
+
+
+async def predict(request: web.Request) -> web.Response:
+    service, record = request.app[SERVICE], request["record"]
+    users = single_user(await _json_body(request))
+    (output,) = await service.predict(record, users)
+    request.app[METRICS]["users"].labels("/predict", service.identity.version).inc()
+    return json_response({**_prediction(output, users[0]), **_stamp(record, service)})
+
+
+async def batch_predict(request: web.Request) -> web.Response:
+    service, record = request.app[SERVICE], request["record"]
+    payload = await _json_body(request)
+    try:
+        users = batch_users(payload, request.app[SETTINGS].max_batch_users)
+    except RequestRejected as error:
+        if error.status == 413:  # one row says so; the users themselves are not stored
+            record.raw_body = f"{len(payload['users'])} users"
+        elif isinstance(payload, dict) or isinstance(payload, list):
+            record.raw_body = orjson.dumps(payload).decode()[:100_000]
+        raise
+    outputs = await service.predict(record, users)
+    request.app[METRICS]["users"].labels("/batch_predict", service.identity.version).inc(len(users))
+    predictions = [_prediction(o, u) for o, u in zip(outputs, users)]
+    return json_response({"predictions": predictions, "count": len(predictions),
+                          "total_predicted_revenue": sum(p["predicted_revenue"] for p in predictions),
+                          **_stamp(record, service)})
+
+
+async def invocations(request: web.Request) -> web.Response:
+    """MLflow's own formats, passed through; users and answers are still logged."""
+    service, record = request.app[SERVICE], request["record"]
+    body = await _read_body(request)
+    try:
+        record.users = invocation_users(parse_json(body))
+    except RequestRejected:
+        record.users = None
+    if record.users is None:
+        record.raw_body = body[:100_000].decode("utf-8", "backslashreplace")
+    status, answer, content_type = await service.scorer.passthrough(body, request.headers.get("Content-Type"))
+    if status == 200 and content_type == "application/json":
+        predictions = orjson.loads(answer).get("predictions")
+        if isinstance(predictions, list) and record.users and len(predictions) == len(record.users):
+            record.outputs = predictions
+    else:
+        record.error = answer[:2000].decode("utf-8", "replace")
+    return web.Response(body=answer, status=status, content_type=content_type or "application/json")
+
+
+async def health(request: web.Request) -> web.Response:
+    service, supervisor = request.app[SERVICE], request.app[SUPERVISOR]
+    identity = service.identity
+    body = {"status": "healthy" if supervisor.ready else "unavailable", "model_name": identity.name,
+            "model_version": identity.version, "alias": identity.alias, "run_id": identity.run_id,
+            "timestamp": datetime.now(timezone.utc).isoformat()}
+    return json_response(body, 200 if supervisor.ready else 503)
+
+
+async def model_info(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    return json_response({**service.identity.as_dict(), "scorer_ready": request.app[SUPERVISOR].ready})
+
+
+def parse_since(text: str | None, now: datetime) -> datetime:
+    if not text:
+        return datetime(1970, 1, 1, tzinfo=timezone.utc)
+    if match := _DURATION.match(text.strip()):
+        return now - timedelta(**{_UNITS[match[2]]: float(match[1])})
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise RequestRejected(400, "invalid_input", f"since: {text[:100]!r} is neither an ISO 8601 time "
+                              "nor a duration like 30m, 6h, 7d",
+                              [{"row": None, "field": "since", "reason": "is not a time or a duration"}]) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+async def stats(request: web.Request) -> web.Response:
+    since = parse_since(request.query.get("since"), datetime.now(timezone.utc))
+    url = request.app[STATS_DB]
+
+    def query():
+        connection = database.connect(url)
+        try:
+            return database.prediction_stats(connection, since)
+        finally:
+            connection.close()
+
+    try:
+        body = await asyncio.to_thread(query)
+    except database.psycopg2.Error as error:
+        raise ScorerUnavailable(f"PostgreSQL is unreachable, so statistics are too: {error}") from None
+    writer = request.app[SERVICE].writer
+    body.update({"since": since.isoformat(), "rows_waiting_to_be_written": writer.queued_rows})
+    return json_response(body)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    m, writer, supervisor = app[METRICS], app[SERVICE].writer, app[SUPERVISOR]
+    m["in_flight"].set(app[SERVICE].in_flight)
+    m["log_queue"].set(writer.queued_rows)
+    m["spilled"].set(writer.rows_spilled)
+    m["scorer_up"].set(1 if supervisor.ready else 0)
+    m["scorer_restarts"].set(supervisor.restarts)
+    return web.Response(body=generate_latest(app[REGISTRY]), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(request.app[OPENAPI])
+
+
+_DOCS = """<!doctype html><html><head><meta charset="utf-8"><title>D7 revenue prediction API</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}pre{{background:#f4f4f4;padding:1em;
+overflow:auto}}</style></head><body><h1>D7 revenue prediction API</h1>
+<p>The OpenAPI document is at <a href="/openapi.json">/openapi.json</a>.</p>{routes}
+<h2>Schemas</h2><pre>{schemas}</pre></body></html>"""
+
+
+async def docs(request: web.Request) -> web.Response:
+    document = request.app[OPENAPI]
+    routes = "".join(f"<h3>{method.upper()} {path}</h3><p>{op['summary']}</p>"
+                     for path, ops in document["paths"].items() for method, op in ops.items())
+    schemas = orjson.dumps(document["components"]["schemas"], option=orjson.OPT_INDENT_2).decode()
+    return web.Response(text=_DOCS.format(routes=routes, schemas=_escape(schemas)), content_type="text/html")
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def build_app(settings: Settings, service: PredictionService, supervisor: ScorerSupervisor,
+              database_url: str) -> web.Application:
+    app = web.Application(middlewares=[handle], client_max_size=settings.max_body_bytes)
+    registry = CollectorRegistry()
+    app[REGISTRY] = registry
+    app[OPENAPI] = openapi_document()
+    app[METRICS] = _metrics(registry)
+    app[SERVICE], app[SUPERVISOR], app[SETTINGS], app[STATS_DB] = service, supervisor, settings, database_url
+    app.router.add_get("/health", health)
+    app.router.add_post("/predict", predict)
+    app.router.add_post("/batch_predict", batch_predict)
+    app.router.add_post("/invocations", invocations)
+    app.router.add_get("/model/info", model_info)
+    app.router.add_get("/stats", stats)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/docs", docs)
+    return app
+

@@ -1,0 +1,201 @@
+"""The proxy's core: parse, validate, forward to the scorer, record. No HTTP in here.
+
+The web layer (app.py) turns requests into calls on ``PredictionService`` and
+maps the exceptions below to status codes. Every request it handles ends in
+``PredictionService.record``, which turns it into one log row per user.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from revenue_model.contract import EVENT_COLUMNS, OUTPUT_COLUMNS, STRING_COLUMNS
+from revenue_model.validation import InvalidUsers, validate_columns
+from serving.log_writer import LogWriter
+from serving.model_identity import ModelIdentity
+from serving.scorer import SCORER_COLUMNS, ScorerClient
+
+
+class RequestRejected(Exception):
+    """A client's mistake: ``status`` (4xx), a short ``error`` code, a message, maybe problems."""
+
+    def __init__(self, status: int, error: str, message: str, problems: list[dict] | None = None):
+        super().__init__(message)
+        self.status, self.error, self.message, self.problems = status, error, message, problems
+
+    def body(self) -> dict:
+        out = {"error": self.error, "message": self.message}
+        if self.problems is not None:
+            out["problems"] = self.problems
+        return out
+
+
+class Overloaded(Exception):
+    """More requests in flight than the service takes: answered 503 at once."""
+
+
+@dataclass
+class RequestRecord:
+    """What one request did, filled in as it goes; becomes its log rows."""
+
+    request_id: str
+    route: str
+    started: float = field(default_factory=time.perf_counter)
+    timestamp: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    users: list | None = None        # as sent
+    columns: dict | None = None      # validated
+    outputs: list | None = None      # the scorer's, one dict per user
+    inference_ms: float | None = None
+    error: str | None = None
+    user_errors: dict[int, str] = field(default_factory=dict)
+    raw_body: str | None = None      # when the body had no users to speak of
+
+    def latency_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+
+def parse_json(body: bytes) -> Any:
+    """The request body as JSON; NaN and Infinity are let through so validation names the field."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RequestRejected(400, "invalid_json", f"the body is not valid UTF-8: {error}") from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise RequestRejected(400, "invalid_json", "the body is nested too deeply") from None
+    except ValueError as error:
+        raise RequestRejected(400, "invalid_json", f"the body is not valid JSON: {error}") from None
+
+
+def single_user(payload: Any) -> list:
+    if not isinstance(payload, dict):
+        raise RequestRejected(400, "invalid_input", "the body must be a JSON object with the user's fields")
+    return [payload]
+
+
+def batch_users(payload: Any, max_users: int) -> list:
+    if not isinstance(payload, dict) or "users" not in payload:
+        raise RequestRejected(400, "invalid_input", 'the body must be a JSON object with a "users" list',
+                              [{"row": None, "field": "users", "reason": "is required"}])
+    users = payload["users"]
+    if not isinstance(users, list):
+        raise RequestRejected(400, "invalid_input", '"users" must be a list',
+                              [{"row": None, "field": "users", "reason": "must be a list"}])
+    if not users:
+        raise RequestRejected(400, "invalid_input", '"users" must not be empty',
+                              [{"row": None, "field": "users", "reason": "must not be empty"}])
+    if len(users) > max_users:
+        raise RequestRejected(413, "too_many_users",
+                              f"{len(users)} users is over the maximum of {max_users} per request",
+                              [{"row": None, "field": "users", "reason": f"more than {max_users} users"}])
+    return users
+
+
+def invocation_users(payload: Any) -> list | None:
+    """Users in any of MLflow's JSON input formats, for the log; None when there are none to see."""
+    if not isinstance(payload, dict):
+        return None
+    if isinstance(payload.get("dataframe_split"), dict):
+        split = payload["dataframe_split"]
+        columns, data = split.get("columns"), split.get("data")
+        if isinstance(columns, list) and isinstance(data, list):
+            return [dict(zip(columns, row)) if isinstance(row, list) else row for row in data]
+    for key in ("dataframe_records", "instances", "inputs"):
+        value = payload.get(key)
+        if isinstance(value, list):
+            return value
+        if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
+            return [dict(zip(value, row)) for row in zip(*value.values())]
+    return None
+
+
+class PredictionService:
+    def __init__(self, identity: ModelIdentity, scorer: ScorerClient, writer: LogWriter, *,
+                 max_in_flight: int):
+        self.identity = identity
+        self.scorer = scorer
+        self.writer = writer
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+
+    def admit(self) -> None:
+        if self.in_flight >= self.max_in_flight:
+            raise Overloaded(f"{self.in_flight} requests in flight")
+
+    async def predict(self, record: RequestRecord, users: list) -> list[dict]:
+        """Validate and score users (in order); outputs carry the contract's four columns."""
+        record.users = users
+        try:
+            columns = validate_columns(users)
+        except InvalidUsers as error:
+            problems = [p.as_dict() for p in error.problems]
+            for p in error.problems:
+                record.user_errors.setdefault(p.row, f"{p.field} {p.reason}")
+            raise RequestRejected(400, "invalid_input", str(error), problems) from None
+        record.columns = columns
+        rows = list(zip(*(columns[c].tolist() for c in SCORER_COLUMNS)))
+        record.outputs, record.inference_ms = await self.scorer.predict(rows)
+        return record.outputs
+
+    def record(self, record: RequestRecord, status: int) -> None:
+        self.writer.submit(log_rows(record, status, record.latency_ms(), self.identity))
+
+
+def log_rows(record: RequestRecord, status: int, latency_ms: float, identity: ModelIdentity) -> list[tuple]:
+    """One row per user (serving.database.ROW_COLUMNS order); one row when there were no users."""
+    users = record.users if record.users else [None]
+    rows = []
+    for i, user in enumerate(users):
+        fields = _fields_of(record, i, user)
+        output = record.outputs[i] if record.outputs and i < len(record.outputs) else {}
+        error = (record.user_errors.get(i) or record.error) if status != 200 else None
+        input_data = user if user is not None else (
+            {"body": record.raw_body} if record.raw_body is not None else None)
+        rows.append((
+            f"{record.request_id}:{i}", record.timestamp, record.request_id, i, fields["user_id"],
+            record.route, status, error, identity.name, identity.version,
+            fields["country"], fields["country_region"], fields["source"], fields["platform"],
+            fields["device_family"], fields["os_version"],
+            fields["event_1"], fields["event_2"], fields["event_3"],
+            *(_number(output.get(c)) for c in OUTPUT_COLUMNS),
+            record.inference_ms, latency_ms, input_data,
+        ))
+    return rows
+
+
+def _fields_of(record: RequestRecord, i: int, user) -> dict:
+    """Typed column values: validated when validation passed, else whatever was sent and fits."""
+    if record.columns is not None:
+        return {c: _plain(record.columns[c][i]) for c in STRING_COLUMNS + EVENT_COLUMNS}
+    user = user if isinstance(user, dict) else {}
+    out = {c: (v if isinstance(v := user.get(c), str) else None) for c in STRING_COLUMNS}
+    out.update({c: _number(user.get(c)) for c in EVENT_COLUMNS})
+    return out
+
+
+def _plain(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None

@@ -1,0 +1,175 @@
+"""Writes log rows to PostgreSQL off the request path, and never loses one.
+
+Requests hand rows to ``submit``; one thread takes them in batches and
+writes them with COPY. Memory is bounded: past ``max_rows`` queued rows,
+``submit`` appends to the spill file instead. While PostgreSQL is down, the
+thread moves batches to the spill file (one JSON row per line, fsynced), and
+when it is back replays the file before anything newer, then empties it.
+Rows are idempotent in the database (``row_key`` is unique), so a replay
+interrupted half way and run again stores each row once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence
+
+import psycopg2
+
+from serving import database
+
+log = logging.getLogger("serving.log_writer")
+_TIMESTAMP = database.ROW_COLUMNS.index("timestamp")
+
+
+class LogWriter:
+    def __init__(self, database_url: str, spill_dir: Path, *, max_rows: int = 200_000,
+                 batch_rows: int = 5000, retry_s: float = 1.0):
+        self.database_url = database_url
+        self.spill_path = Path(spill_dir) / "predictions.jsonl"
+        self.max_rows = max_rows
+        self.batch_rows = batch_rows
+        self.retry_s = retry_s
+        self._queue: deque[tuple] = deque()
+        self._wake = threading.Condition()
+        self._spill_lock = threading.Lock()
+        self._stopping = False
+        self._connection = None
+        self._next_connect = 0.0
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+        self.rows_written = 0
+        self.rows_spilled = 0
+        self.database_up = False
+
+    # -- called from the request path -------------------------------------------------
+    def submit(self, rows: Sequence[tuple]) -> None:
+        """Queue rows for writing; never blocks on the database, never drops a row."""
+        with self._wake:
+            if len(self._queue) + len(rows) <= self.max_rows:
+                self._queue.extend(rows)
+                self._wake.notify()
+                return
+        self._spill(rows)  # memory bound reached: straight to disk
+
+    @property
+    def queued_rows(self) -> int:
+        return len(self._queue)
+
+    @property
+    def spilled_rows_pending(self) -> int:
+        with self._spill_lock:
+            if not self.spill_path.exists():
+                return 0
+            with self.spill_path.open("rb") as f:
+                return sum(1 for _ in f)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> "LogWriter":
+        self.spill_path.parent.mkdir(parents=True, exist_ok=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Write (or spill) everything queued, then stop the thread."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():  # the database hangs: keep the rows on disk instead
+            self._spill(self._take(len(self._queue)))
+        if self._connection is not None:
+            self._connection.close()
+
+    # -- the writer thread ----------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._wake:  # no I/O under this lock: submit() takes it on the request path
+                if not self._queue and not self._stopping:
+                    self._wake.wait(timeout=self.retry_s)
+                stopping = self._stopping
+            batch = self._take(self.batch_rows)
+            if self._connected() and self._replay_spill():
+                if batch and not self._write(batch):
+                    self._spill(batch)
+            elif batch:
+                self._spill(batch)
+            if stopping and not self._queue:
+                return
+
+    def _take(self, limit: int) -> list[tuple]:
+        with self._wake:
+            return [self._queue.popleft() for _ in range(min(limit, len(self._queue)))]
+
+    def _connected(self) -> bool:
+        if self._connection is not None:
+            return True
+        if time.monotonic() < self._next_connect:
+            return False
+        try:
+            self._connection = database.connect(self.database_url, timeout_s=2)
+            database.ensure_schema(self._connection)  # also after a database was recreated
+            self.database_up = True
+            log.info("connected to PostgreSQL")
+        except psycopg2.Error as error:
+            self._next_connect = time.monotonic() + self.retry_s
+            if self.database_up:
+                log.warning("PostgreSQL is unreachable, spilling rows to %s: %s", self.spill_path, error)
+            self.database_up = False
+        return self._connection is not None
+
+    def _write(self, rows: list[tuple]) -> bool:
+        try:
+            database.write_rows(self._connection, rows)
+            self.rows_written += len(rows)
+            return True
+        except psycopg2.Error as error:
+            log.warning("writing %d rows failed (%s); they go to the spill file", len(rows), error)
+            try:
+                self._connection.close()
+            except psycopg2.Error:
+                pass
+            self._connection = None
+            self.database_up = False
+            self._next_connect = time.monotonic() + self.retry_s
+            return False
+
+    def _spill_pending(self) -> bool:
+        return self.spill_path.exists() and self.spill_path.stat().st_size > 0
+
+    def _spill(self, rows: Sequence[tuple]) -> None:
+        if not rows:
+            return
+        lines = "".join(json.dumps(_to_json(row), ensure_ascii=False) + "\n" for row in rows)
+        with self._spill_lock, self.spill_path.open("a", encoding="utf-8") as f:
+            f.write(lines)
+            f.flush()
+            os.fsync(f.fileno())
+        self.rows_spilled += len(rows)
+
+    def _replay_spill(self) -> bool:
+        """Write the spill file to the database; True when it is empty afterwards."""
+        if not self._spill_pending():
+            return True
+        with self._spill_lock:
+            with self.spill_path.open(encoding="utf-8") as f:
+                rows = [tuple(json.loads(line)) for line in f if line.strip()]
+            for start in range(0, len(rows), self.batch_rows):
+                if not self._write(rows[start:start + self.batch_rows]):
+                    return False  # the file stays whole; rows already in are skipped next time
+            self.spill_path.write_text("")
+        log.info("replayed %d spilled rows", len(rows))
+        return True
+
+
+def _to_json(row: tuple) -> list:
+    row = list(row)
+    if isinstance(row[_TIMESTAMP], datetime):
+        row[_TIMESTAMP] = row[_TIMESTAMP].isoformat()
+    return row
