@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test
+.PHONY: install test serve
+
+# mlflow run --env-manager local runs the first python on PATH: this environment's.
+RUN := PATH=$(CURDIR)/$(BIN):$$PATH
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,3 +19,9 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Fresh clone to a running service: install, then (only if the registry has no champion)
+# generate data, train and promote, then serve on 127.0.0.1:5001.
+serve: $(STAMP)
+	$(RUN) $(BIN)/python -m pipelines.bootstrap
+	$(RUN) $(BIN)/python -m serving

@@ -234,7 +234,8 @@ def parse_since(text: str | None, now: datetime) -> datetime:
     if match := _DURATION.match(text.strip()):
         return now - timedelta(**{_UNITS[match[2]]: float(match[1])})
     try:
-        moment = datetime.fromisoformat(text.strip())
+        # "+00:00" typed into a URL arrives as " 00:00".
+        moment = datetime.fromisoformat(text.strip().replace(" ", "+"))
     except ValueError:
         raise RequestRejected(400, "invalid_input", f"since: {text[:100]!r} is neither an ISO 8601 time "
                               "nor a duration like 30m, 6h, 7d",

@@ -115,9 +115,27 @@ def _copy_value(value) -> str:
     if isinstance(value, str):
         value = value.replace("\x00", "\\u0000")
     else:
-        value = _JSON_NUL.sub(r"\1\\\\u0000", json.dumps(value, ensure_ascii=False, default=str))
+        value = _JSON_NUL.sub(r"\1\\\\u0000", to_json(value))
     return (value.replace("\\", "\\\\").replace("\t", "\\t")
             .replace("\n", "\\n").replace("\r", "\\r"))
+
+
+def to_json(value) -> str:
+    """JSON that PostgreSQL accepts: NaN and Infinity, which clients may send, become strings."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), ensure_ascii=False, default=str, allow_nan=False)
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 # PostgreSQL can store NUL neither in text nor in JSONB ("\u0000"): both keep the six

@@ -27,6 +27,7 @@ from serving import database
 
 log = logging.getLogger("serving.log_writer")
 _TIMESTAMP = database.ROW_COLUMNS.index("timestamp")
+_INPUT = database.ROW_COLUMNS.index("input_data")
 
 
 class LogWriter:
@@ -34,6 +35,8 @@ class LogWriter:
                  batch_rows: int = 5000, retry_s: float = 1.0):
         self.database_url = database_url
         self.spill_path = Path(spill_dir) / "predictions.jsonl"
+        # Rows PostgreSQL refuses even in degraded form: kept here, never replayed (should stay empty).
+        self.rejected_path = Path(spill_dir) / "rejected.jsonl"
         self.max_rows = max_rows
         self.batch_rows = batch_rows
         self.retry_s = retry_s
@@ -125,11 +128,12 @@ class LogWriter:
         return self._connection is not None
 
     def _write(self, rows: list[tuple]) -> bool:
+        """True when the rows are stored; False when the connection failed (rows not stored)."""
         try:
             database.write_rows(self._connection, rows)
             self.rows_written += len(rows)
             return True
-        except psycopg2.Error as error:
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
             log.warning("writing %d rows failed (%s); they go to the spill file", len(rows), error)
             try:
                 self._connection.close()
@@ -139,6 +143,27 @@ class LogWriter:
             self.database_up = False
             self._next_connect = time.monotonic() + self.retry_s
             return False
+        except psycopg2.Error as error:
+            # The database is up but refuses some row: one bad row must not hold back the others.
+            log.error("PostgreSQL refused a batch of %d rows (%s); writing them one by one",
+                      len(rows), str(error).splitlines()[0])
+            self._connection.rollback()
+            return all(self._write_alone(row) for row in rows)
+
+    def _write_alone(self, row: tuple) -> bool:
+        for attempt in (row, _degraded(row)):
+            try:
+                database.write_rows(self._connection, [attempt])
+                self.rows_written += 1
+                return True
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                return False
+            except psycopg2.Error as error:
+                self._connection.rollback()
+                log.error("row %s refused: %s", row[0], str(error).splitlines()[0])
+        with self._spill_lock, self.rejected_path.open("a", encoding="utf-8") as f:
+            f.write(repr(row) + "\n")
+        return True
 
     def _spill_pending(self) -> bool:
         return self.spill_path.exists() and self.spill_path.stat().st_size > 0
@@ -146,7 +171,7 @@ class LogWriter:
     def _spill(self, rows: Sequence[tuple]) -> None:
         if not rows:
             return
-        lines = "".join(json.dumps(_to_json(row), ensure_ascii=False) + "\n" for row in rows)
+        lines = "".join(database.to_json(_to_json(row)) + "\n" for row in rows)
         with self._spill_lock, self.spill_path.open("a", encoding="utf-8") as f:
             f.write(lines)
             f.flush()
@@ -166,6 +191,13 @@ class LogWriter:
             self.spill_path.write_text("")
         log.info("replayed %d spilled rows", len(rows))
         return True
+
+
+def _degraded(row: tuple) -> tuple:
+    """The row with its input kept as one JSON string, which PostgreSQL always takes."""
+    row = list(row)
+    row[_INPUT] = {"unparsed_input": repr(row[_INPUT])}
+    return tuple(row)
 
 
 def _to_json(row: tuple) -> list:

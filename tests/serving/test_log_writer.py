@@ -1,0 +1,103 @@
+"""The log writer against a real PostgreSQL: idempotent, poison-proof, spills and replays."""
+
+import math
+import time
+import uuid
+from datetime import datetime, timezone
+
+import psycopg2
+import pytest
+
+from serving import database
+from serving.log_writer import LogWriter
+
+UNREACHABLE = "postgresql://postgres:@/postgres?host=/nonexistent-socket-dir"
+
+
+def row(request_id: str, i: int = 0, input_data=None, country="es"):
+    values = dict.fromkeys(database.ROW_COLUMNS)
+    values.update(row_key=f"{request_id}:{i}", timestamp=datetime.now(timezone.utc), request_id=request_id,
+                  user_index=i, route="/predict", status_code=200, country=country,
+                  input_data=input_data if input_data is not None else {"country": country})
+    return tuple(values[c] for c in database.ROW_COLUMNS)
+
+
+def stored(url, request_id):
+    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT user_index, country, input_data FROM predictions WHERE request_id = %s "
+                       "ORDER BY user_index", (request_id,))
+        rows = cursor.fetchall()
+    connection.close()
+    return rows
+
+
+def wait_for(condition, timeout_s=15):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def schema(postgres):
+    connection = database.connect(postgres)
+    database.ensure_schema(connection)
+    connection.close()
+    return postgres
+
+
+def test_a_row_submitted_twice_is_stored_once(schema, tmp_path):
+    request = uuid.uuid4().hex
+    writer = LogWriter(schema, tmp_path).start()
+    writer.submit([row(request, 0), row(request, 1)])
+    writer.submit([row(request, 0)])
+    writer.stop()
+    assert [r[0] for r in stored(schema, request)] == [0, 1]
+
+
+def test_strings_are_stored_verbatim_and_nul_nan_do_not_block_other_rows(schema, tmp_path):
+    request = uuid.uuid4().hex
+    nasty = "x'); DROP TABLE predictions; --\t\n\\ \u00e9 \x01"
+    writer = LogWriter(schema, tmp_path).start()
+    writer.submit([row(request, 0, {"event_1": math.nan, "event_2": math.inf}),
+                   row(request, 1, {"country": "a\x00b"}, country="a\x00b"),
+                   row(request, 2, {"country": nasty}, country=nasty),
+                   row(request, 3)])
+    writer.stop()
+    rows = stored(schema, request)
+    assert [r[0] for r in rows] == [0, 1, 2, 3]
+    assert rows[0][2] == {"event_1": "NaN", "event_2": "Infinity"}
+    assert rows[1][1] == "a\\u0000b" and rows[1][2] == {"country": "a\\u0000b"}
+    assert rows[2][1] == nasty and rows[2][2] == {"country": nasty}
+    assert not (tmp_path / "rejected.jsonl").exists()
+
+
+def test_rows_spill_while_the_database_is_down_and_are_replayed_once(schema, tmp_path):
+    request = uuid.uuid4().hex
+    writer = LogWriter(UNREACHABLE, tmp_path, retry_s=0.1).start()
+    writer.submit([row(request, i) for i in range(5)])
+    wait_for(lambda: writer.rows_spilled == 5)
+    assert writer.spilled_rows_pending == 5 and not writer.database_up
+    writer.database_url = schema  # the database comes back
+    wait_for(lambda: writer.spilled_rows_pending == 0)
+    writer.submit([row(request, 5)])
+    writer.stop()
+    assert [r[0] for r in stored(schema, request)] == [0, 1, 2, 3, 4, 5]
+
+
+def test_memory_is_bounded_and_excess_rows_go_to_disk(schema, tmp_path):
+    request = uuid.uuid4().hex
+    writer = LogWriter(UNREACHABLE, tmp_path, max_rows=10, retry_s=0.1)  # not started: nothing drains
+    writer.submit([row(request, i) for i in range(8)])
+    writer.submit([row(request, i) for i in range(8, 25)])
+    assert writer.queued_rows == 8 and writer.spilled_rows_pending == 17
+    writer.database_url = schema
+    writer.start().stop()
+    assert len(stored(schema, request)) == 25
+
+
+def test_stop_spills_what_it_cannot_write(tmp_path):
+    writer = LogWriter(UNREACHABLE, tmp_path, retry_s=0.1).start()
+    writer.submit([row(uuid.uuid4().hex, i) for i in range(3)])
+    writer.stop()
+    assert writer.spilled_rows_pending == 3
