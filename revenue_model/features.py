@@ -26,6 +26,9 @@ CATEGORICAL = ("country", "country_region", "source", "platform", "device_family
 # Low-cardinality columns that also get a LightGBM categorical code.
 CODED = ("country", "source", "platform", "device_family")
 MISSING_KEY = "(missing)"
+# What missing values become when something upstream turns them into text: MLflow's scoring
+# server does this to nulls in string columns of its "inputs" format (None -> "None").
+_MISSING_TEXT = frozenset({"none", "nan", "null"})
 NUMERIC = (
     "event_1", "event_2", "event_3", "event_3_missing", "events_total", "log_events_total",
     "event_2_per_event_1", "event_3_per_event_1", "os_major", "os_minor", "os_recency",
@@ -45,6 +48,8 @@ def category_key(column: str, value: str | None) -> str:
     if value is None:
         return MISSING_KEY
     text = " ".join(value.split()).casefold()
+    if text in _MISSING_TEXT:
+        return MISSING_KEY
     if column == "platform":
         if "ios" in text or "iphone" in text or "ipad" in text:
             return "ios"

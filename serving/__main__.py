@@ -1,7 +1,8 @@
 """Run the service: `python -m serving`.
 
-Starts (or connects to) PostgreSQL, resolves the model in the registry,
-starts MLflow's scoring server on a loopback port, waits until it answers,
+Starts (or connects to) PostgreSQL while it resolves and downloads the model
+from the registry, starts MLflow's scoring server on those files on a
+loopback port, waits until it answers,
 then serves on HOST:PORT (127.0.0.1:5001). On SIGTERM or Ctrl-C it stops
 listening, answers the requests in flight, writes every pending log row
 (or leaves it in the spill file for the next start), and stops the scorer.
@@ -11,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import signal
+import tempfile
+from pathlib import Path
 
 import aiohttp
 import mlflow
@@ -32,19 +36,22 @@ log = logging.getLogger("serving")
 async def serve(settings: Settings) -> None:
     if settings.tracking_uri:
         mlflow.set_tracking_uri(settings.tracking_uri)
+    model_dir = Path(tempfile.mkdtemp(prefix="revenue-model-"))
     url = settings.database_url
-    if not url:
-        _server, url = await asyncio.to_thread(database.start_embedded, settings.pgdata_dir)
+    # The embedded database and the registry are independent: start and read them together.
+    embedded = asyncio.to_thread(database.start_embedded, settings.pgdata_dir) if not url else None
+    identity, started = await asyncio.gather(asyncio.to_thread(resolve_model, settings.model_uri, model_dir),
+                                             embedded or asyncio.sleep(0))
+    if embedded is not None:
+        _server, url = started  # the server stops when this process exits
         log.info("embedded PostgreSQL in %s", settings.pgdata_dir)
-    identity = await asyncio.to_thread(resolve_model, settings.model_uri)
     log.info("model %s version %s (%s)", identity.name or identity.uri, identity.version, settings.model_uri)
     writer = LogWriter(url, settings.spill_dir, max_rows=settings.log_queue_rows).start()
 
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=60))
     supervisor = ScorerSupervisor(ScorerProcess(
-        identity.uri, port=settings.scorer_port, workers=settings.scorer_workers,
-        timeout_s=settings.scorer_timeout_s, threads=settings.scorer_threads,
-        tracking_uri=mlflow.get_tracking_uri()), session)
+        identity.local_path, port=settings.scorer_port, workers=settings.scorer_workers,
+        timeout_s=settings.scorer_timeout_s, threads=settings.scorer_threads), session)
     runner = None
     try:
         await supervisor.start()
@@ -69,6 +76,7 @@ async def serve(settings: Settings) -> None:
         await supervisor.stop()
         await session.close()
         await asyncio.to_thread(writer.stop)
+        shutil.rmtree(model_dir, ignore_errors=True)
         log.info("stopped: %d rows written, %d spilled", writer.rows_written, writer.rows_spilled)
 
 

@@ -22,7 +22,7 @@ class Settings:
     spill_dir: Path = Path(".spill")
     scorer_port: int = 0                    # 0: a free loopback port
     scorer_workers: int = 1
-    scorer_threads: int = 1                 # LightGBM threads inside the scorer
+    scorer_threads: int = 2                 # LightGBM threads in the scorer, for batches of 5,000+ rows
     scorer_timeout_s: float = 30.0
     max_batch_users: int = 10_000
     max_body_bytes: int = 8 * 1024 * 1024

@@ -20,7 +20,7 @@ from revenue_model.contract import EVENT_COLUMNS, OUTPUT_COLUMNS, STRING_COLUMNS
 from revenue_model.validation import InvalidUsers, validate_columns
 from serving.log_writer import LogWriter
 from serving.model_identity import ModelIdentity
-from serving.scorer import SCORER_COLUMNS, ScorerClient
+from serving.scorer import ScorerClient, to_scorer_columns
 
 
 class RequestRejected(Exception):
@@ -145,8 +145,7 @@ class PredictionService:
                 record.user_errors.setdefault(p.row, f"{p.field} {p.reason}")
             raise RequestRejected(400, "invalid_input", str(error), problems) from None
         record.columns = columns
-        rows = list(zip(*(columns[c].tolist() for c in SCORER_COLUMNS)))
-        record.outputs, record.inference_ms = await self.scorer.predict(rows)
+        record.outputs, record.inference_ms = await self.scorer.predict(to_scorer_columns(columns))
         return record.outputs
 
     def record(self, record: RequestRecord, status: int) -> None:

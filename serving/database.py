@@ -81,21 +81,25 @@ def connect(url: str, *, timeout_s: int = 3):
 
 
 def ensure_schema(connection) -> None:
+    """Create the table if needed, and this connection's staging table for COPY."""
     with connection.cursor() as cursor:
         cursor.execute(SCHEMA)
+        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS staging (LIKE predictions INCLUDING DEFAULTS)"
+                       " ON COMMIT DELETE ROWS")
     connection.commit()
 
 
 def write_rows(connection, rows: Sequence[tuple]) -> int:
-    """COPY rows into a staging table, then insert those not stored yet; returns rows inserted."""
+    """COPY rows into the staging table, then insert those not stored yet; returns rows inserted.
+
+    The connection must have been through ``ensure_schema``.
+    """
     buffer = io.StringIO()
     for row in rows:
         buffer.write("\t".join(_copy_value(v) for v in row))
         buffer.write("\n")
     buffer.seek(0)
     with connection.cursor() as cursor:
-        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS staging (LIKE predictions INCLUDING DEFAULTS)"
-                       " ON COMMIT DELETE ROWS")
         cursor.copy_expert(f"COPY staging ({', '.join(ROW_COLUMNS)}) FROM STDIN", buffer)
         cursor.execute(f"INSERT INTO predictions ({', '.join(ROW_COLUMNS)}) "
                        f"SELECT {', '.join(ROW_COLUMNS)} FROM staging ON CONFLICT (row_key) DO NOTHING")

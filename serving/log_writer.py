@@ -32,7 +32,7 @@ _INPUT = database.ROW_COLUMNS.index("input_data")
 
 class LogWriter:
     def __init__(self, database_url: str, spill_dir: Path, *, max_rows: int = 200_000,
-                 batch_rows: int = 5000, retry_s: float = 1.0):
+                 batch_rows: int = 5000, retry_s: float = 1.0, linger_s: float = 0.1):
         self.database_url = database_url
         self.spill_path = Path(spill_dir) / "predictions.jsonl"
         # Rows PostgreSQL refuses even in degraded form: kept here, never replayed (should stay empty).
@@ -40,6 +40,9 @@ class LogWriter:
         self.max_rows = max_rows
         self.batch_rows = batch_rows
         self.retry_s = retry_s
+        # Rows wait up to this long for company: one transaction per batch, not per request,
+        # leaves the event loop and PostgreSQL (on the same cores) more time for requests.
+        self.linger_s = linger_s
         self._queue: deque[tuple] = deque()
         self._wake = threading.Condition()
         self._spill_lock = threading.Lock()
@@ -96,6 +99,8 @@ class LogWriter:
             with self._wake:  # no I/O under this lock: submit() takes it on the request path
                 if not self._queue and not self._stopping:
                     self._wake.wait(timeout=self.retry_s)
+                if self._queue and len(self._queue) < self.batch_rows and not self._stopping:
+                    self._wake.wait(timeout=self.linger_s)
                 stopping = self._stopping
             batch = self._take(self.batch_rows)
             if self._connected() and self._replay_spill():

@@ -1,15 +1,15 @@
 """Which model the service serves: resolved once, at start, from the MLflow registry.
 
 The alias in MODEL_URI (``models:/revenue_model@champion``) is resolved to a
-version number here, and the scorer is started on that exact version, so what
-/model/info and every log row say is what answered.
+version number here and that version is downloaded once; the scorer serves
+those files (and reloads them if it restarts), so what /model/info and every
+log row say is what answered, even if the alias moves while the service runs.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,8 @@ _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<
 
 @dataclass(frozen=True)
 class ModelIdentity:
-    uri: str                 # what the scorer loads: models:/name/version when registered
+    uri: str                 # models:/name/version when registered
+    local_path: str = ""     # the downloaded model the scorer serves
     name: str = ""
     version: str = ""
     alias: str = ""
@@ -38,8 +39,8 @@ class ModelIdentity:
                 "description": self.description}
 
 
-def resolve_model(model_uri: str) -> ModelIdentity:
-    """Resolve an alias or stage to a version and read what /model/info shows (registry I/O)."""
+def resolve_model(model_uri: str, download_to: Path) -> ModelIdentity:
+    """Resolve an alias or stage to a version, download it, read what /model/info shows."""
     match = _REGISTRY_URI.match(model_uri)
     client = MlflowClient()
     name = alias = version = run_id = description = ""
@@ -55,12 +56,11 @@ def resolve_model(model_uri: str) -> ModelIdentity:
         version, run_id, description = str(found.version), found.run_id or "", found.description or ""
         metrics = {k[len("test_"):]: float(v) for k, v in found.tags.items() if k.startswith("test_")}
         model_uri = f"models:/{name}/{version}"
-    with tempfile.TemporaryDirectory() as directory:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=directory))
-        info = mlflow.models.Model.load(str(local / "MLmodel"))
-        state_file = local / "artifacts" / "feature_state.json"
-        features = json.loads(state_file.read_text())["feature_names"] if state_file.exists() else []
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(download_to)))
+    info = mlflow.models.Model.load(str(local / "MLmodel"))
+    state_file = local / "artifacts" / "feature_state.json"
+    features = json.loads(state_file.read_text())["feature_names"] if state_file.exists() else []
     inputs = [{"name": c.name, "type": c.type.name, "required": c.required}
               for c in info.signature.inputs.inputs] if info.signature else []
-    return ModelIdentity(uri=model_uri, name=name, version=version, alias=alias, run_id=run_id,
+    return ModelIdentity(uri=model_uri, local_path=str(local), name=name, version=version, alias=alias, run_id=run_id,
                          inputs=inputs, features=features, test_metrics=metrics, description=description)

@@ -1,7 +1,12 @@
 """MLflow's scoring server: the process that runs it, and the client that batches calls to it.
 
-``ScorerProcess`` starts ``mlflow models serve`` on a loopback port and stops
-it. ``ScorerSupervisor`` watches it and restarts it when it dies; while it is
+``ScorerProcess`` runs MLflow's scoring server on a loopback port and stops
+it. ``mlflow models serve -m URI --env-manager local`` does two things:
+download the model, then ``exec`` the command ``mlflow.pyfunc.scoring_server.
+get_cmd`` builds (uvicorn serving ``mlflow.pyfunc.scoring_server.app``). The
+service has already downloaded the model (model_identity.py), so it runs that
+same command itself: the same server and /invocations, about 2.5 s sooner
+(the CLI's own start-up and second download). ``ScorerSupervisor`` watches it and restarts it when it dies; while it is
 down, ``ready`` is False and requests fail fast with 503.
 
 ``ScorerClient`` sends users to /invocations. A scoring call costs about
@@ -28,11 +33,13 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+from mlflow.pyfunc.scoring_server import get_cmd
 
-from revenue_model.contract import FEATURE_INPUTS
+from revenue_model.contract import FEATURE_INPUTS, STRING_COLUMNS
 
 log = logging.getLogger("serving.scorer")
 SCORER_COLUMNS = list(FEATURE_INPUTS)
+STRING_INPUTS = frozenset(STRING_COLUMNS)
 
 
 class ScorerUnavailable(Exception):
@@ -53,14 +60,12 @@ def free_port() -> int:
 
 
 class ScorerProcess:
-    def __init__(self, model_uri: str, *, port: int, workers: int, timeout_s: float,
-                 threads: int, tracking_uri: str):
-        self.model_uri = model_uri
+    def __init__(self, model_path: str, *, port: int, workers: int, timeout_s: float, threads: int):
+        self.model_path = model_path
         self.port = port or free_port()
         self.workers = workers
         self.timeout_s = timeout_s
         self.threads = threads
-        self.tracking_uri = tracking_uri
         self.process: subprocess.Popen | None = None
 
     @property
@@ -68,18 +73,16 @@ class ScorerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = dict(os.environ)
-        # --env-manager local runs the first python/uvicorn on PATH: make it this environment's.
+        command, env = get_cmd(self.model_path, port=self.port, host="127.0.0.1",
+                               timeout=int(self.timeout_s), nworkers=self.workers)
+        # The command runs the first uvicorn on PATH: make it this environment's.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env["REVENUE_MODEL_THREADS"] = str(self.threads)
         env["OMP_NUM_THREADS"] = str(self.threads)
-        if self.tracking_uri:
-            env["MLFLOW_TRACKING_URI"] = self.tracking_uri
-        command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", self.model_uri,
-                   "--env-manager", "local", "-h", "127.0.0.1", "-p", str(self.port),
-                   "-w", str(self.workers), "-t", str(int(self.timeout_s))]
-        self.process = subprocess.Popen(command, env=env, start_new_session=True)
-        log.info("scorer starting: pid %s, port %s, %s", self.process.pid, self.port, self.model_uri)
+        # uvicorn takes its options from UVICORN_* too: no access-log line per request.
+        env["UVICORN_ACCESS_LOG"] = "false"
+        self.process = subprocess.Popen(["bash", "-c", f"exec {command}"], env=env, start_new_session=True)
+        log.info("scorer starting: pid %s, port %s, %s", self.process.pid, self.port, self.model_path)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -155,8 +158,22 @@ class ScorerSupervisor:
 
 @dataclass
 class _Pending:
-    rows: list
+    columns: dict[str, list]
+    rows: int
     future: asyncio.Future
+
+
+def to_scorer_columns(columns: dict) -> dict[str, list]:
+    """Validated columns as MLflow "inputs" lists.
+
+    Missing strings are sent as "": MLflow turns null in a string column of "inputs" into the
+    text "None" (an unseen category), while "" means missing to the model, as it does here.
+    """
+    out = {}
+    for c in SCORER_COLUMNS:
+        values = columns[c].tolist()
+        out[c] = [v if v is not None else "" for v in values] if c in STRING_INPUTS else values
+    return out
 
 
 class ScorerClient:
@@ -171,12 +188,15 @@ class ScorerClient:
         self._busy = 0
         self.calls = 0
 
-    async def predict(self, rows: list[list]) -> tuple[list[dict], float]:
-        """Outputs for rows (SCORER_COLUMNS order), and the scoring call's duration in ms."""
+    async def predict(self, columns: dict[str, list]) -> tuple[list[dict], float]:
+        """Outputs for users given as {column: values} (SCORER_COLUMNS), and the call's duration in ms.
+
+        Missing strings must be "" and missing numbers None: see ``to_scorer_columns``.
+        """
         if not self.supervisor.ready:
             raise ScorerUnavailable("the scoring server is restarting")
         future = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(rows, future))
+        self._pending.append(_Pending(columns, len(columns[SCORER_COLUMNS[0]]), future))
         if self._busy < self.lanes:
             self._busy += 1
             asyncio.create_task(self._drain())
@@ -186,17 +206,21 @@ class ScorerClient:
         try:
             while self._pending:
                 batch, size = [], 0
-                while self._pending and (not batch or size + len(self._pending[0].rows) <= self.max_batch_rows):
+                while self._pending and (not batch or size + self._pending[0].rows <= self.max_batch_rows):
                     item = self._pending.popleft()
                     batch.append(item)
-                    size += len(item.rows)
+                    size += item.rows
                 await self._send(batch)
         finally:
             self._busy -= 1
 
     async def _send(self, batch: list[_Pending]) -> None:
-        rows = [row for item in batch for row in item.rows]
-        body = orjson.dumps({"dataframe_split": {"columns": SCORER_COLUMNS, "data": rows}})
+        if len(batch) == 1:
+            columns = batch[0].columns
+        else:
+            columns = {c: [v for item in batch for v in item.columns[c]] for c in SCORER_COLUMNS}
+        # MLflow's "inputs" (column lists) parses about 1.3 ms faster than "dataframe_split".
+        body = orjson.dumps({"inputs": columns})
         started = time.perf_counter()
         try:
             predictions = await self._post(body)
@@ -210,8 +234,8 @@ class ScorerClient:
         start = 0
         for item in batch:
             if not item.future.done():
-                item.future.set_result((predictions[start:start + len(item.rows)], elapsed_ms))
-            start += len(item.rows)
+                item.future.set_result((predictions[start:start + item.rows], elapsed_ms))
+            start += item.rows
 
     async def _post(self, body: bytes) -> list[dict]:
         try:

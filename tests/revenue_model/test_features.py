@@ -15,7 +15,8 @@ from revenue_model.validation import validate_columns
     ("platform", "iOS", "ios"), ("platform", " IOS ", "ios"), ("platform", "android", "android"),
     ("platform", "ANDROID", "android"), ("platform", "Windows", "other"),
     ("source", "Facebook  Ads", "facebook ads"), ("country", "pe", "pe"), ("country", "PE", "pe"),
-    ("device_family", None, MISSING_KEY),
+    ("device_family", None, MISSING_KEY), ("country_region", "None", MISSING_KEY),
+    ("device_family", "nan", MISSING_KEY), ("source", " NULL ", MISSING_KEY),
 ])
 def test_category_keys_fold_spellings(column, value, key):
     assert category_key(column, value) == key

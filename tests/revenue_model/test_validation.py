@@ -98,7 +98,7 @@ def test_frames_and_records_agree_whatever_the_column_type(rows):
     """The dict path (few rows), the factorize path and the vectorised Arrow path give one answer."""
     regions = (MESSY * (rows // len(MESSY)))[:rows]
     records = [{**GOOD, "country_region": r, "event_1": float(i)} for i, r in enumerate(regions)]
-    as_strings = pd.DataFrame(records).astype({"country_region": "str"})
+    as_strings = pd.DataFrame(records).astype({"country_region": "string[pyarrow]"})
     as_objects = pd.DataFrame(records).astype({"country_region": object})
     outcomes = []
     for data in (records, as_strings, as_objects):
