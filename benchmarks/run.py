@@ -118,6 +118,12 @@ async def wait_answer(url: str, body: dict, started: float, timeout_s: float = 2
 
 # -- load ------------------------------------------------------------------------------------
 
+def inputs_body(users: list[dict]) -> dict:
+    """What this service's proxy sends its scorer (serving.scorer.to_scorer_columns)."""
+    from serving.scorer import to_scorer_columns
+    return {"inputs": to_scorer_columns(validate_columns(users))}
+
+
 def split_body(users: list[dict]) -> dict:
     columns = list(FEATURE_INPUTS)
     return {"dataframe_split": {"columns": columns, "data": [[u.get(c) for c in columns] for u in users]}}
@@ -249,7 +255,7 @@ def main(argv=None):
 def served(url: dict, records: list[dict], args) -> dict:
     singles = records[:300]
     targets = {
-        "ours_direct": (url["ours_scorer"] + "/invocations", [split_body([u]) for u in singles]),
+        "ours_direct": (url["ours_scorer"] + "/invocations", [inputs_body([u]) for u in singles]),
         "ours_proxy": (url["ours"] + "/predict", singles),
         "common_direct": (url["common_scorer"] + "/invocations", [split_body([u]) for u in singles]),
         "common_proxy": (url["common"] + "/predict", singles),
@@ -272,7 +278,7 @@ def served(url: dict, records: list[dict], args) -> dict:
             users = records[:n]
             batch[f"ours_proxy_{n}"].append(asyncio.run(batches(url["ours"] + "/batch_predict", {"users": users}, n)))
             batch[f"common_proxy_{n}"].append(asyncio.run(batches(url["common"] + "/batch_predict", {"users": users}, n)))
-            batch[f"ours_direct_{n}"].append(asyncio.run(batches(url["ours_scorer"] + "/invocations", split_body(users), n)))
+            batch[f"ours_direct_{n}"].append(asyncio.run(batches(url["ours_scorer"] + "/invocations", inputs_body(users), n)))
             batch[f"common_direct_{n}"].append(asyncio.run(batches(url["common_scorer"] + "/invocations", split_body(users), n)))
     return {
         "single_user": {name: percentiles(v) for name, v in latencies.items()},

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import shutil
 import signal
+import sys
 import tempfile
 from pathlib import Path
 
@@ -81,6 +82,9 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
+    # The log writer is a thread: a request must not queue behind it for the default 5 ms
+    # switch interval every time the event loop gives up the GIL for a socket call.
+    sys.setswitchinterval(0.0005)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvloop.run(serve(Settings.from_env()))
 

@@ -1,7 +1,7 @@
 """Writes log rows to PostgreSQL off the request path, and never loses one.
 
 Requests hand rows to ``submit``; one thread takes them in batches and
-writes them with COPY. Memory is bounded: past ``max_rows`` queued rows,
+writes them with multi-row inserts. Memory is bounded: past ``max_rows`` queued rows,
 ``submit`` appends to the spill file instead. While PostgreSQL is down, the
 thread moves batches to the spill file (one JSON row per line, fsynced), and
 when it is back replays the file before anything newer, then empties it.
@@ -99,9 +99,9 @@ class LogWriter:
             with self._wake:  # no I/O under this lock: submit() takes it on the request path
                 if not self._queue and not self._stopping:
                     self._wake.wait(timeout=self.retry_s)
-                if self._queue and len(self._queue) < self.batch_rows and not self._stopping:
-                    self._wake.wait(timeout=self.linger_s)
                 stopping = self._stopping
+            if self._queue and len(self._queue) < self.batch_rows and not stopping:
+                time.sleep(self.linger_s)  # not a wait on the condition: each submit() would end it
             batch = self._take(self.batch_rows)
             if self._connected() and self._replay_spill():
                 if batch and not self._write(batch):
