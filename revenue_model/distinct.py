@@ -20,7 +20,7 @@ def distinct(values) -> tuple[np.ndarray, list]:
     """(codes, uniques): ``uniques[codes[i]] == values[i]``; code -1 marks None/NaN/NA."""
     if len(values) > _SMALL:
         if not isinstance(values, (np.ndarray, pd.api.extensions.ExtensionArray)):
-            values = np.asarray(values, dtype=object)
+            values = object_array(values)
         try:
             # An Arrow string column factorizes natively, without boxing a Python object per row.
             codes, uniques = pd.factorize(values, use_na_sentinel=True)
@@ -45,6 +45,18 @@ def distinct(values) -> tuple[np.ndarray, list]:
             uniques.append(value)
         codes[i] = code
     return codes, uniques
+
+
+def object_array(values) -> np.ndarray:
+    """A 1-D object array of client values, one element each.
+
+    ``np.asarray`` would turn [[1], [2]] into a 2-D array and refuse [None, []]; JSON clients
+    send both.
+    """
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        out[i] = value
+    return out
 
 
 def column_arrays(frame: pd.DataFrame) -> Iterator[tuple[str, object]]:

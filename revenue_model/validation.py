@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from revenue_model.distinct import column_arrays, distinct
+from revenue_model.distinct import column_arrays, distinct, object_array
 from revenue_model.contract import (
     INPUT_COLUMNS, INSTALL_DATE, MAX_STRING_LENGTH,
     OPTIONAL_EVENTS, OPTIONAL_STRINGS, REQUIRED_EVENTS, REQUIRED_STRINGS, TARGET,
@@ -159,7 +159,10 @@ def _clean_numbers(values, n: int, field: str, required: bool,
         if required:
             problems.extend(Problem(i, field, "is required") for i in range(n))
         return np.full(n, np.nan)
-    values = np.asarray(values) if not isinstance(values, np.ndarray) else values
+    if isinstance(values, pd.api.extensions.ExtensionArray) and values.dtype.kind in "fiu":
+        values = values.to_numpy(dtype=np.float64, na_value=np.nan)  # nullable Float64 / Int64
+    elif not isinstance(values, np.ndarray):
+        values = object_array(values)
     if values.dtype.kind in "fiu":
         numbers = values.astype(np.float64, copy=False)
     else:
@@ -199,7 +202,7 @@ def _numbers_from_objects(values: np.ndarray, field: str, problems: list[Problem
 def _clean_dates(values, problems: list[Problem]) -> np.ndarray:
     if getattr(values, "dtype", np.dtype(object)).kind == "M":
         return np.asarray(values)
-    values = pd.Series(np.asarray(values, dtype=object))
+    values = pd.Series(object_array(values))
     parsed = pd.to_datetime(values, errors="coerce", format="mixed")
     bad = parsed.isna() & values.notna()
     problems.extend(Problem(int(i), INSTALL_DATE, "is not a date") for i in np.flatnonzero(bad))

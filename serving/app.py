@@ -139,11 +139,17 @@ async def _json_body(request: web.Request):
         raise RequestRejected(415, "unsupported_media_type",
                               f"Content-Type must be application/json, not {content_type!r}")
     body = await _read_body(request)
+    request["body"] = body
     try:
         return parse_json(body)
     except RequestRejected:
-        request["record"].raw_body = body.decode("utf-8", "backslashreplace")
+        _keep_body(request)
         raise
+
+
+def _keep_body(request: web.Request, limit: int = 100_000) -> None:
+    """Log the body as sent (decoded leniently) when it has no users to log one by one."""
+    request["record"].raw_body = request["body"][:limit].decode("utf-8", "backslashreplace")
 
 
 async def _read_body(request: web.Request) -> bytes:
@@ -183,8 +189,8 @@ async def batch_predict(request: web.Request) -> web.Response:
     except RequestRejected as error:
         if error.status == 413:  # one row says so; the users themselves are not stored
             record.raw_body = f"{len(payload['users'])} users"
-        elif isinstance(payload, dict) or isinstance(payload, list):
-            record.raw_body = orjson.dumps(payload).decode()[:100_000]
+        else:
+            _keep_body(request)
         raise
     outputs = await service.predict(record, users)
     request.app[METRICS]["users"].labels("/batch_predict", service.identity.version).inc(len(users))
@@ -195,23 +201,37 @@ async def batch_predict(request: web.Request) -> web.Response:
 
 
 async def invocations(request: web.Request) -> web.Response:
-    """MLflow's own formats, passed through; users and answers are still logged."""
+    """MLflow's own formats, passed through as sent; users and answers are still logged.
+
+    JSON bodies are checked first, with the same validator as /predict, so a client's mistake
+    is a 400 naming the field rather than whatever the scoring server makes of it.
+    """
     service, record = request.app[SERVICE], request["record"]
-    body = await _read_body(request)
-    try:
-        record.users = invocation_users(parse_json(body))
-    except RequestRejected:
-        record.users = None
-    if record.users is None:
+    content_type = request.headers.get("Content-Type", "")
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        payload = await _json_body(request)
+        users = invocation_users(payload)
+        if users is None:
+            _keep_body(request)
+            raise RequestRejected(400, "invalid_input", "expected MLflow's JSON input: an object with "
+                                  "dataframe_split, dataframe_records, instances or inputs")
+        if len(users) > request.app[SETTINGS].max_batch_users:
+            record.raw_body = f"{len(users)} users"
+            raise RequestRejected(413, "too_many_users", f"{len(users)} users is over the maximum of "
+                                  f"{request.app[SETTINGS].max_batch_users} per request")
+        service.validate(record, users)
+        body = request["body"]
+    else:  # CSV, Parquet ...: MLflow parses them
+        body = await _read_body(request)
         record.raw_body = body[:100_000].decode("utf-8", "backslashreplace")
-    status, answer, content_type = await service.scorer.passthrough(body, request.headers.get("Content-Type"))
-    if status == 200 and content_type == "application/json":
+    status, answer, answer_type = await service.scorer.passthrough(body, content_type or None)
+    if status == 200 and answer_type == "application/json":
         predictions = orjson.loads(answer).get("predictions")
         if isinstance(predictions, list) and record.users and len(predictions) == len(record.users):
             record.outputs = predictions
     else:
         record.error = answer[:2000].decode("utf-8", "replace")
-    return web.Response(body=answer, status=status, content_type=content_type or "application/json")
+    return web.Response(body=answer, status=status, content_type=answer_type or "application/json")
 
 
 async def health(request: web.Request) -> web.Response:

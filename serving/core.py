@@ -134,17 +134,21 @@ class PredictionService:
         if self.in_flight >= self.max_in_flight:
             raise Overloaded(f"{self.in_flight} requests in flight")
 
-    async def predict(self, record: RequestRecord, users: list) -> list[dict]:
-        """Validate and score users (in order); outputs carry the contract's four columns."""
+    def validate(self, record: RequestRecord, users: list) -> dict:
+        """Validated columns of users, or RequestRejected (400) listing every bad field."""
         record.users = users
         try:
-            columns = validate_columns(users)
+            record.columns = validate_columns(users)
         except InvalidUsers as error:
-            problems = [p.as_dict() for p in error.problems]
             for p in error.problems:
                 record.user_errors.setdefault(p.row, f"{p.field} {p.reason}")
-            raise RequestRejected(400, "invalid_input", str(error), problems) from None
-        record.columns = columns
+            raise RequestRejected(400, "invalid_input", str(error),
+                                  [p.as_dict() for p in error.problems]) from None
+        return record.columns
+
+    async def predict(self, record: RequestRecord, users: list) -> list[dict]:
+        """Validate and score users (in order); outputs carry the contract's four columns."""
+        columns = self.validate(record, users)
         record.outputs, record.inference_ms = await self.scorer.predict(to_scorer_columns(columns))
         return record.outputs
 

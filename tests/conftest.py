@@ -1,7 +1,10 @@
-"""Shared fixtures: small seeded data and one model trained per test session."""
+"""Shared fixtures: small seeded data, one model trained per session, a store where it is champion."""
 
+import mlflow
 import pytest
+from mlflow import MlflowClient
 
+from pipelines.model_logging import log_revenue_model
 from revenue_model.predictor import fit_predictor
 from revenue_model.synthetic import generate_users
 
@@ -20,3 +23,23 @@ def predictor(users):
 @pytest.fixture(scope="session")
 def holdout(users):
     return users.iloc[17_000:].reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def champion_store(predictor, holdout, tmp_path_factory):
+    """A tracking store where models:/revenue_model@champion is the session's predictor."""
+    root = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{root}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("serving-tests", artifact_location=str(root / "artifacts"))
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run(experiment_id=experiment):
+            info = log_revenue_model(predictor, holdout.drop(columns=["revenue"]).iloc[:3],
+                                     registered_model_name="revenue_model")
+    finally:
+        mlflow.set_tracking_uri(None)
+    version = str(info.registered_model_version)
+    client.set_registered_model_alias("revenue_model", "champion", version)
+    client.set_model_version_tag("revenue_model", version, "test_normalized_gini", "0.8")
+    return uri

@@ -1,6 +1,5 @@
 """Behaviour of the trained model: invariance, direction and calibration tables."""
 
-import math
 
 import numpy as np
 import pandas as pd

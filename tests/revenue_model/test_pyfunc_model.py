@@ -6,11 +6,8 @@ import subprocess
 import sys
 import textwrap
 
-import mlflow
 import numpy as np
-import pytest
 
-from pipelines.model_logging import log_revenue_model
 from revenue_model.contract import INPUT_COLUMNS, OUTPUT_COLUMNS, REQUIRED_COLUMNS
 from revenue_model.pyfunc_model import model_signature
 
@@ -34,22 +31,8 @@ def test_signature_types_events_as_doubles_and_marks_required_columns():
     assert [c.name for c in model_signature().outputs.inputs] == list(OUTPUT_COLUMNS)
 
 
-@pytest.fixture(scope="module")
-def logged_model(predictor, holdout, tmp_path_factory):
-    store = tmp_path_factory.mktemp("store")
-    uri = f"sqlite:///{store}/mlflow.db"
-    mlflow.set_tracking_uri(uri)
-    try:
-        mlflow.set_experiment("pyfunc-test")
-        with mlflow.start_run():
-            info = log_revenue_model(predictor, holdout.drop(columns=["revenue"]).iloc[:3])
-    finally:
-        mlflow.set_tracking_uri(None)
-    return uri, info.model_uri
-
-
-def test_round_trip_in_a_fresh_process_from_another_directory(logged_model, predictor, holdout, tmp_path):
-    tracking_uri, model_uri = logged_model
+def test_round_trip_in_a_fresh_process_from_another_directory(champion_store, predictor, holdout, tmp_path):
+    tracking_uri, model_uri = champion_store, "models:/revenue_model@champion"
     users = holdout.drop(columns=["revenue", "install_date", "true_payer_probability",
                                   "true_expected_revenue"]).iloc[:200]
     users_file = tmp_path / "users.json"

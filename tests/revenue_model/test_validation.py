@@ -122,3 +122,18 @@ def test_valid_frames_and_records_give_the_same_frame():
 def test_the_error_message_summarises_the_problems():
     error = InvalidUsers([Problem(0, "country", "is required")])
     assert str(error) == "1 invalid field(s): row 0: country is required"
+
+
+@pytest.mark.parametrize("rows", [2, 40])
+def test_lists_and_objects_as_values_are_named_not_crashed(rows):
+    records = [{}, {"country": None, "event_3": [], "event_1": [1], "source": {"a": 1}}] * (rows // 2)
+    found = problems_of(records)
+    assert (1, "event_3", "must be a number") in found
+    assert (1, "event_1", "must be a number") in found
+    assert (1, "source", "must be a string") in found
+
+
+def test_nullable_pandas_columns_are_accepted():
+    frame = pd.DataFrame([GOOD, {**GOOD, "event_3": None}]).astype({"event_3": "Float64", "event_1": "Int64"})
+    columns = validate_columns(frame)
+    assert math.isnan(columns["event_3"][1]) and columns["event_1"][0] == 100.0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,12 +13,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mlflow
 import psycopg2
 import pytest
-from mlflow import MlflowClient
 
-from pipelines.model_logging import log_revenue_model
+from serving.scorer import free_port
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -31,32 +28,6 @@ def postgres(tmp_path_factory):
     server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"))
     yield server.get_uri()
     server.cleanup()
-
-
-@pytest.fixture(scope="session")
-def champion_store(predictor, holdout, tmp_path_factory):
-    """A tracking store where models:/revenue_model@champion is the session's predictor."""
-    root = tmp_path_factory.mktemp("store")
-    uri = f"sqlite:///{root}/mlflow.db"
-    client = MlflowClient(uri)
-    experiment = client.create_experiment("serving-tests", artifact_location=str(root / "artifacts"))
-    mlflow.set_tracking_uri(uri)
-    try:
-        with mlflow.start_run(experiment_id=experiment):
-            info = log_revenue_model(predictor, holdout.drop(columns=["revenue"]).iloc[:3],
-                                     registered_model_name="revenue_model")
-    finally:
-        mlflow.set_tracking_uri(None)
-    version = str(info.registered_model_version)
-    client.set_registered_model_alias("revenue_model", "champion", version)
-    client.set_model_version_tag("revenue_model", version, "test_normalized_gini", "0.8")
-    return uri
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -181,7 +181,14 @@ def test_invocations_passes_mlflow_formats_through(http, predictor, service):
     records = http.post("/invocations", {"dataframe_records": [EXAMPLE_1, EXAMPLE_2]})[2]
     assert len(records["predictions"]) == 2
     missing = http.post("/invocations", {"dataframe_records": [{"country": "es"}]})
-    assert missing[0] == 400 and missing[2]["error_code"]  # MLflow's own answer
+    assert missing[0] == 400 and {p["field"] for p in missing[2]["problems"]} == {
+        "source", "platform", "event_1", "event_2"}
+    assert http.post("/invocations", {"something": []})[0] == 400
+    csv = "country,source,platform,event_1,event_2\nes,Organic,iOS,3.0,1.0\n".encode()
+    status, _, answer = http.post("/invocations", raw=csv, headers={"Content-Type": "text/csv"})
+    assert status == 200 and len(answer["predictions"]) == 1
+    broken = http.post("/invocations", raw=b"country\nes\n", headers={"Content-Type": "text/csv"})
+    assert broken[0] == 400 and broken[2]["error_code"]  # MLflow's own answer, passed through
     rows = rows_for(service.database_url, [headers["X-Request-Id"]], expected=1)
     assert rows[0]["route"] == "/invocations" and rows[0]["predicted_revenue"] > 0
 
