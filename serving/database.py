@@ -13,7 +13,7 @@ import math
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import psycopg2
 from psycopg2.extras import execute_values
@@ -137,17 +137,6 @@ def _finite(value):
 # PostgreSQL can store NUL neither in text nor in JSONB ("\u0000"): both keep the six
 # characters \u0000 instead. In JSON, only an escape preceded by an even run of backslashes is one.
 _JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
-
-
-def count_rows(url: str, request_ids: Iterable[str] | None = None) -> int:
-    with connect(url) as connection, connection.cursor() as cursor:
-        if request_ids is None:
-            cursor.execute("SELECT count(*) FROM predictions")
-        else:
-            cursor.execute("SELECT count(*) FROM predictions WHERE request_id = ANY(%s)", (list(request_ids),))
-        (count,) = cursor.fetchone()
-    connection.close()
-    return count
 
 
 STATS_QUERIES = {
