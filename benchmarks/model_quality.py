@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from pipelines.candidates import all_candidates
 from pipelines.datasets import split_users
 from revenue_model import metrics as M
