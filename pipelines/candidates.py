@@ -69,7 +69,7 @@ class OriginalFeatures:
                 for c in self.CATEGORIES}
 
 
-def _regressor(make_model, *, log_target=False):
+def _regressor(make_model):
     """A candidate regressing raw revenue on the original features."""
     def fit(train, dev):
         features = OriginalFeatures().fit(train)

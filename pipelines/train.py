@@ -21,7 +21,7 @@ from pipelines.model_logging import log_revenue_model
 from pipelines.selection import PRIMARY, pick_winner
 from revenue_model import metrics as M
 from revenue_model.contract import INSTALL_DATE, TARGET
-from revenue_model.ziln import ZilnParams
+from revenue_model.ziln import BOOSTERS, ZilnParams
 
 HOLDOUT_ARTIFACT = "holdout/test.parquet"
 CHALLENGER = "challenger"
@@ -66,19 +66,17 @@ def main(argv=None) -> dict:
                 started = time.perf_counter()
                 predict = candidate.fit(train, dev)
                 fit_seconds = time.perf_counter() - started
-                dev_out, test_out = predict(dev), predict(test)
-                scores = _scores(dev, dev_out), _scores(test, test_out)
+                test_out = predict(test)
+                metrics = {"fit_seconds": fit_seconds,
+                           **{f"dev_{k}": v for k, v in _scores(dev, predict(dev)).items()},
+                           **{f"test_{k}": v for k, v in _scores(test, test_out).items()}}
                 mlflow.log_params({**candidate.params, "servable": candidate.servable})
-                mlflow.log_metrics({"fit_seconds": fit_seconds,
-                                    **{f"dev_{k}": v for k, v in scores[0].items()},
-                                    **{f"test_{k}": v for k, v in scores[1].items()}})
-            results[candidate.name] = {"servable": candidate.servable, "fit_seconds": fit_seconds,
-                                       **{f"dev_{k}": v for k, v in scores[0].items()},
-                                       **{f"test_{k}": v for k, v in scores[1].items()}}
+                mlflow.log_metrics(metrics)
+            results[candidate.name] = {"servable": candidate.servable, **metrics}
             test_predictions[candidate.name] = test_out["predicted_revenue"]
             fitted[candidate.name] = predict
-            print(f"{fit_seconds:.1f}s, dev normalized Gini {scores[0][PRIMARY]:.4f}, "
-                  f"total ratio {scores[0]['total_ratio']:.3f}", flush=True)
+            print(f"{fit_seconds:.1f}s, dev normalized Gini {metrics[f'dev_{PRIMARY}']:.4f}, "
+                  f"total ratio {metrics['dev_total_ratio']:.3f}", flush=True)
 
         servable = {c.name for c in chosen if c.servable}
         winner = pick_winner({n: _prefixed(r, "dev_") for n, r in results.items()}, servable)
@@ -98,7 +96,7 @@ def main(argv=None) -> dict:
         mlflow.log_figure(reports.gain_chart(y_test, test_predictions, "test split"), "charts/gain.png")
         importance = {name: dict(zip(predictor.feature_names, getattr(predictor.ziln, name)
                                      .feature_importance(importance_type="gain").tolist()))
-                      for name in ("payer", "log_mean", "log_spread", "mean_correction")}
+                      for name in BOOSTERS}
         mlflow.log_dict(importance, "feature_importance.json")
         mlflow.log_figure(reports.importance_chart(importance), "charts/feature_importance.png")
 

@@ -58,7 +58,8 @@ async def serve(settings: Settings) -> None:
         await supervisor.start()
         client = ScorerClient(supervisor, session, timeout_s=settings.scorer_timeout_s,
                               lanes=settings.scorer_workers)
-        service = PredictionService(identity, client, writer, max_in_flight=settings.max_in_flight)
+        service = PredictionService(identity, client, writer, max_in_flight=settings.max_in_flight,
+                                    max_users=settings.max_batch_users)
         runner = web.AppRunner(build_app(settings, service, supervisor, url), handle_signals=False,
                                shutdown_timeout=30, access_log=None)
         await runner.setup()

@@ -116,9 +116,9 @@ async def handle(request: web.Request, handler) -> web.StreamResponse:
         record.error = "internal error"
         response = json_response({"error": "internal_error", "message": "unexpected error; it was logged",
                                   "request_id": record.request_id}, 500)
-    response.headers[REQUEST_ID_HEADER] = record.request_id
-    response.headers[MODEL_VERSION_HEADER] = service.identity.version
     version = service.identity.version
+    response.headers[REQUEST_ID_HEADER] = record.request_id
+    response.headers[MODEL_VERSION_HEADER] = version
     metrics["requests"].labels(record.route, str(response.status), version).inc()
     metrics["latency"].labels(record.route, version).observe(record.latency_ms() / 1000)
     if counted or response.status >= 400:
@@ -133,8 +133,13 @@ def _authorised(request: web.Request, settings: Settings) -> bool:
     return hmac.compare_digest(given.encode(), settings.api_key.encode())
 
 
+def _media_type(request: web.Request) -> str:
+    """The Content-Type without parameters; JSON when the client sent none."""
+    return request.content_type if "Content-Type" in request.headers else "application/json"
+
+
 async def _json_body(request: web.Request):
-    content_type = request.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
+    content_type = _media_type(request)
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise RequestRejected(415, "unsupported_media_type",
                               f"Content-Type must be application/json, not {content_type!r}")
@@ -185,12 +190,9 @@ async def batch_predict(request: web.Request) -> web.Response:
     service, record = request.app[SERVICE], request["record"]
     payload = await _json_body(request)
     try:
-        users = batch_users(payload, request.app[SETTINGS].max_batch_users)
-    except RequestRejected as error:
-        if error.status == 413:  # one row says so; the users themselves are not stored
-            record.raw_body = f"{len(payload['users'])} users"
-        else:
-            _keep_body(request)
+        users = batch_users(payload)
+    except RequestRejected:
+        _keep_body(request)
         raise
     outputs = await service.predict(record, users)
     request.app[METRICS]["users"].labels("/batch_predict", service.identity.version).inc(len(users))
@@ -207,24 +209,20 @@ async def invocations(request: web.Request) -> web.Response:
     is a 400 naming the field rather than whatever the scoring server makes of it.
     """
     service, record = request.app[SERVICE], request["record"]
-    content_type = request.headers.get("Content-Type", "")
-    if content_type.split(";")[0].strip().lower() == "application/json":
+    content_type = request.headers.get("Content-Type")
+    if request.content_type == "application/json":  # no header: MLflow decides, as before
         payload = await _json_body(request)
         users = invocation_users(payload)
         if users is None:
             _keep_body(request)
             raise RequestRejected(400, "invalid_input", "expected MLflow's JSON input: an object with "
                                   "dataframe_split, dataframe_records, instances or inputs")
-        if len(users) > request.app[SETTINGS].max_batch_users:
-            record.raw_body = f"{len(users)} users"
-            raise RequestRejected(413, "too_many_users", f"{len(users)} users is over the maximum of "
-                                  f"{request.app[SETTINGS].max_batch_users} per request")
         service.validate(record, users)
         body = request["body"]
     else:  # CSV, Parquet ...: MLflow parses them
         body = await _read_body(request)
         record.raw_body = body[:100_000].decode("utf-8", "backslashreplace")
-    status, answer, answer_type = await service.scorer.passthrough(body, content_type or None)
+    status, answer, answer_type = await service.scorer.passthrough(body, content_type)
     if status == 200 and answer_type == "application/json":
         predictions = orjson.loads(answer).get("predictions")
         if isinstance(predictions, list) and record.users and len(predictions) == len(record.users):

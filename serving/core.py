@@ -85,7 +85,7 @@ def single_user(payload: Any) -> list:
     return [payload]
 
 
-def batch_users(payload: Any, max_users: int) -> list:
+def batch_users(payload: Any) -> list:
     if not isinstance(payload, dict) or "users" not in payload:
         raise RequestRejected(400, "invalid_input", 'the body must be a JSON object with a "users" list',
                               [{"row": None, "field": "users", "reason": "is required"}])
@@ -96,10 +96,6 @@ def batch_users(payload: Any, max_users: int) -> list:
     if not users:
         raise RequestRejected(400, "invalid_input", '"users" must not be empty',
                               [{"row": None, "field": "users", "reason": "must not be empty"}])
-    if len(users) > max_users:
-        raise RequestRejected(413, "too_many_users",
-                              f"{len(users)} users is over the maximum of {max_users} per request",
-                              [{"row": None, "field": "users", "reason": f"more than {max_users} users"}])
     return users
 
 
@@ -123,11 +119,12 @@ def invocation_users(payload: Any) -> list | None:
 
 class PredictionService:
     def __init__(self, identity: ModelIdentity, scorer: ScorerClient, writer: LogWriter, *,
-                 max_in_flight: int):
+                 max_in_flight: int, max_users: int):
         self.identity = identity
         self.scorer = scorer
         self.writer = writer
         self.max_in_flight = max_in_flight
+        self.max_users = max_users
         self.in_flight = 0
 
     def admit(self) -> None:
@@ -135,7 +132,13 @@ class PredictionService:
             raise Overloaded(f"{self.in_flight} requests in flight")
 
     def validate(self, record: RequestRecord, users: list) -> dict:
-        """Validated columns of users, or RequestRejected (400) listing every bad field."""
+        """Validated columns of users, or RequestRejected: 413 over ``max_users`` (logged as one
+        row: the users are not stored), else 400 listing every bad field."""
+        if len(users) > self.max_users:
+            record.raw_body = f"{len(users)} users"
+            raise RequestRejected(413, "too_many_users",
+                                  f"{len(users)} users is over the maximum of {self.max_users} per request",
+                                  [{"row": None, "field": "users", "reason": f"more than {self.max_users} users"}])
         record.users = users
         try:
             record.columns = validate_columns(users)

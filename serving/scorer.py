@@ -238,21 +238,18 @@ class ScorerClient:
             start += item.rows
 
     async def _post(self, body: bytes) -> list[dict]:
-        try:
-            async with self.session.post(f"{self.supervisor.process.url}/invocations", data=body,
-                                         headers={"Content-Type": "application/json"},
-                                         timeout=self.timeout) as response:
-                payload = await response.read()
-                if response.status != 200:
-                    raise ScorerFailed(response.status, payload.decode("utf-8", "replace"))
-        except aiohttp.ClientConnectionError as error:
-            raise ScorerUnavailable(f"the scoring server did not answer: {error}") from error
+        status, payload, _ = await self._invocations(body, "application/json")
+        if status != 200:
+            raise ScorerFailed(status, payload.decode("utf-8", "replace"))
         return orjson.loads(payload)["predictions"]
 
     async def passthrough(self, body: bytes, content_type: str | None) -> tuple[int, bytes, str]:
         """Forward an /invocations request as is; (status, body, content type)."""
         if not self.supervisor.ready:
             raise ScorerUnavailable("the scoring server is restarting")
+        return await self._invocations(body, content_type)
+
+    async def _invocations(self, body: bytes, content_type: str | None) -> tuple[int, bytes, str]:
         headers = {"Content-Type": content_type} if content_type else {}
         try:
             async with self.session.post(f"{self.supervisor.process.url}/invocations", data=body,
