@@ -39,7 +39,7 @@ from revenue_model.contract import EVENT_COLUMNS, FEATURE_INPUTS
 from revenue_model.predictor import fit_predictor
 from revenue_model.synthetic import generate_users
 from revenue_model.validation import validate_columns
-from serving.scorer import free_port
+from serving.scorer_process import free_port
 
 PROJECT = Path(__file__).resolve().parents[1]
 RESULTS = PROJECT / "benchmarks" / "results"

@@ -26,3 +26,6 @@ INSTALL_DATE = "install_date"
 MAX_STRING_LENGTH = 200
 
 OUTPUT_COLUMNS = ("predicted_revenue", "payer_probability", "revenue_p10", "revenue_p90")
+
+# The pyfunc's LightGBM threads for large batches, set by whoever runs it (the scorer shares 2 cores).
+THREADS_ENV = "REVENUE_MODEL_THREADS"

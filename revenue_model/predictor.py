@@ -15,6 +15,7 @@ import pandas as pd
 
 from revenue_model.contract import OUTPUT_COLUMNS, TARGET
 from revenue_model.features import FeaturePlan, fit_features
+from revenue_model.predictions import Predictions
 from revenue_model.validation import validate_columns
 from revenue_model.ziln import BOOSTERS, ZilnModel, ZilnParams, fit_ziln, predict_ziln
 # Below this many rows one thread is faster: OpenMP start-up costs more than the trees.
@@ -37,7 +38,7 @@ class RevenuePredictor:
         threads = self.num_threads if len(X) >= _PARALLEL_FROM_ROWS else 1
         return predict_ziln(self.ziln, X, num_threads=threads)
 
-    def predict(self, users) -> pd.DataFrame:
+    def predict(self, users) -> Predictions:
         """Raw users (records or DataFrame) -> one row per user with OUTPUT_COLUMNS.
 
         Raises ``InvalidUsers`` listing every bad field.
@@ -45,7 +46,7 @@ class RevenuePredictor:
         out = self.predict_columns(validate_columns(users))
         # One float block: a tenth of the cost of a DataFrame built from a dict of columns.
         block = np.column_stack([out[c] for c in OUTPUT_COLUMNS])
-        return pd.DataFrame(block, columns=list(OUTPUT_COLUMNS), copy=False)
+        return Predictions(block, columns=list(OUTPUT_COLUMNS), copy=False)
 
     def to_texts(self) -> dict[str, str]:
         texts = {name: getattr(self.ziln, name).model_to_string() for name in BOOSTERS}

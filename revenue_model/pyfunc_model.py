@@ -15,13 +15,11 @@ from mlflow.models.signature import ModelSignature
 from mlflow.types.schema import ColSpec, Schema
 
 from revenue_model.contract import (
-    EVENT_COLUMNS, INPUT_COLUMNS, OUTPUT_COLUMNS, REQUIRED_COLUMNS,
+    EVENT_COLUMNS, INPUT_COLUMNS, OUTPUT_COLUMNS, REQUIRED_COLUMNS, THREADS_ENV,
 )
 from revenue_model.predictor import BOOSTERS, RevenuePredictor
 
 ARTIFACTS = BOOSTERS + ("feature_state", "ziln")
-# LightGBM threads for large batches; the scorer may set fewer when it shares cores.
-THREADS_ENV = "REVENUE_MODEL_THREADS"
 
 
 class RevenueModel(mlflow.pyfunc.PythonModel):

@@ -116,14 +116,20 @@ async def handle(request: web.Request, handler) -> web.StreamResponse:
         record.error = "internal error"
         response = json_response({"error": "internal_error", "message": "unexpected error; it was logged",
                                   "request_id": record.request_id}, 500)
-    version = service.identity.version
     response.headers[REQUEST_ID_HEADER] = record.request_id
-    response.headers[MODEL_VERSION_HEADER] = version
-    metrics["requests"].labels(record.route, str(response.status), version).inc()
-    metrics["latency"].labels(record.route, version).observe(record.latency_ms() / 1000)
-    if counted or response.status >= 400:
-        service.record(record, response.status)
+    response.headers[MODEL_VERSION_HEADER] = service.identity.version
+    # Runs when this request's task next waits, which is after the answer is written to the socket.
+    asyncio.get_running_loop().call_soon(_account, service, metrics, record, response.status, counted)
     return response
+
+
+def _account(service: PredictionService, metrics: dict, record: RequestRecord, status: int, counted: bool) -> None:
+    """Metrics and log rows of one answered request."""
+    version = service.identity.version
+    metrics["requests"].labels(record.route, str(status), version).inc()
+    metrics["latency"].labels(record.route, version).observe(record.latency_ms() / 1000)
+    if counted or status >= 400:
+        service.record(record, status)
 
 
 def _authorised(request: web.Request, settings: Settings) -> bool:
@@ -209,8 +215,9 @@ async def invocations(request: web.Request) -> web.Response:
     is a 400 naming the field rather than whatever the scoring server makes of it.
     """
     service, record = request.app[SERVICE], request["record"]
-    content_type = request.headers.get("Content-Type")
-    if request.content_type == "application/json":  # no header: MLflow decides, as before
+    # No header: a body of unknown type (RFC 9110), which MLflow answers with 415 and its types.
+    content_type = request.headers.get("Content-Type") or "application/octet-stream"
+    if request.content_type == "application/json":
         payload = await _json_body(request)
         users = invocation_users(payload)
         if users is None:

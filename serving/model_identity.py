@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,10 @@ class ModelIdentity:
 
 
 def resolve_model(model_uri: str, download_to: Path) -> ModelIdentity:
-    """Resolve an alias or stage to a version, download it, read what /model/info shows."""
+    """Resolve an alias or stage to a version, download it, read what /model/info shows.
+
+    ``download_to`` appears only once the download is complete (the scorer waits for it).
+    """
     match = _REGISTRY_URI.match(model_uri)
     client = MlflowClient()
     name = alias = version = run_id = description = ""
@@ -56,7 +60,9 @@ def resolve_model(model_uri: str, download_to: Path) -> ModelIdentity:
         version, run_id, description = str(found.version), found.run_id or "", found.description or ""
         metrics = {k[len("test_"):]: float(v) for k, v in found.tags.items() if k.startswith("test_")}
         model_uri = f"models:/{name}/{version}"
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(download_to)))
+    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=Path(download_to).parent))
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(staging)))
+    local = local.rename(download_to)
     info = mlflow.models.Model.load(str(local / "MLmodel"))
     state_file = local / "artifacts" / "feature_state.json"
     features = json.loads(state_file.read_text())["feature_names"] if state_file.exists() else []

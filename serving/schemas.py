@@ -16,7 +16,8 @@ from revenue_model.contract import (
 )
 
 _String = Annotated[str, Field(max_length=MAX_STRING_LENGTH)]
-_RequiredString = Annotated[str, Field(max_length=MAX_STRING_LENGTH, pattern=r"\S")]  # blank is missing
+# Blank is missing. Python's strip() (the validator's) also takes \x1c-\x1f for blanks; Unicode's \s does not.
+_RequiredString = Annotated[str, Field(max_length=MAX_STRING_LENGTH, pattern=r"[^\s\x1c-\x1f]")]
 _Event = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 _NUMBER_OK = {"os_version", "user_id"}
 

@@ -1,13 +1,8 @@
-"""MLflow's scoring server: the process that runs it, and the client that batches calls to it.
+"""MLflow's scoring server: the supervisor that keeps it up, and the client that batches calls to it.
 
-``ScorerProcess`` runs MLflow's scoring server on a loopback port and stops
-it. ``mlflow models serve -m URI --env-manager local`` does two things:
-download the model, then ``exec`` the command ``mlflow.pyfunc.scoring_server.
-get_cmd`` builds (uvicorn serving ``mlflow.pyfunc.scoring_server.app``). The
-service has already downloaded the model (model_identity.py), so it runs that
-same command itself: the same server and /invocations, about 2.5 s sooner
-(the CLI's own start-up and second download). ``ScorerSupervisor`` watches it and restarts it when it dies; while it is
-down, ``ready`` is False and requests fail fast with 503.
+``ScorerSupervisor`` waits for the scorer (scorer_process.py) to answer,
+watches it and restarts it when it dies; while it is down, ``ready`` is False
+and requests fail fast with 503.
 
 ``ScorerClient`` sends users to /invocations. A scoring call costs about
 2 ms whatever the number of rows (JSON to DataFrame, schema enforcement), so
@@ -21,21 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
-import aiohttp
 import orjson
-from mlflow.pyfunc.scoring_server import get_cmd
 
 from revenue_model.contract import FEATURE_INPUTS, STRING_COLUMNS
+from serving.scorer_http import ScorerConnectionError, ScorerHttp
+from serving.scorer_process import ScorerProcess
 
 log = logging.getLogger("serving.scorer")
 SCORER_COLUMNS = list(FEATURE_INPUTS)
@@ -53,60 +42,13 @@ class ScorerFailed(Exception):
         self.body = body
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ScorerProcess:
-    def __init__(self, model_path: str, *, port: int, workers: int, timeout_s: float, threads: int):
-        self.model_path = model_path
-        self.port = port or free_port()
-        self.workers = workers
-        self.timeout_s = timeout_s
-        self.threads = threads
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        command, env = get_cmd(self.model_path, port=self.port, host="127.0.0.1",
-                               timeout=int(self.timeout_s), nworkers=self.workers)
-        # The command runs the first uvicorn on PATH: make it this environment's.
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        env["REVENUE_MODEL_THREADS"] = str(self.threads)
-        env["OMP_NUM_THREADS"] = str(self.threads)
-        # uvicorn takes its options from UVICORN_* too: no access-log line per request.
-        env["UVICORN_ACCESS_LOG"] = "false"
-        self.process = subprocess.Popen(["bash", "-c", f"exec {command}"], env=env, start_new_session=True)
-        log.info("scorer starting: pid %s, port %s, %s", self.process.pid, self.port, self.model_path)
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        if self.process is None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout_s)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-
 class ScorerSupervisor:
     """Keeps one ScorerProcess running; ``ready`` says whether it answers."""
 
-    def __init__(self, process: ScorerProcess, session: aiohttp.ClientSession, *, poll_s: float = 0.1,
+    def __init__(self, process: ScorerProcess, http: ScorerHttp, *, poll_s: float = 0.1,
                  start_timeout_s: float = 180.0):
         self.process = process
-        self.session = session
+        self.http = http
         self.poll_s = poll_s
         self.start_timeout_s = start_timeout_s
         self.ready = False
@@ -124,15 +66,13 @@ class ScorerSupervisor:
             if not self.process.alive():
                 raise RuntimeError(f"the scorer exited with status {self.process.process.returncode}")
             try:
-                async with self.session.get(f"{self.process.url}/ping",
-                                            timeout=aiohttp.ClientTimeout(total=1)) as response:
-                    if response.status == 200:
-                        self.ready = True
-                        log.info("scorer ready on port %s", self.process.port)
-                        return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+                if (await self.http.request("GET", "/ping", timeout_s=1.0))[0] == 200:
+                    self.ready = True
+                    log.info("scorer ready on port %s", self.process.port)
+                    return
+            except (ScorerConnectionError, asyncio.TimeoutError):
                 pass
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.05)  # start-up: every 50 ms polled is 50 ms of cold start
         raise RuntimeError(f"the scorer did not answer within {self.start_timeout_s:.0f} s")
 
     async def _watch(self) -> None:
@@ -177,11 +117,9 @@ def to_scorer_columns(columns: dict) -> dict[str, list]:
 
 
 class ScorerClient:
-    def __init__(self, supervisor: ScorerSupervisor, session: aiohttp.ClientSession, *,
-                 timeout_s: float, lanes: int = 1, max_batch_rows: int = 2000):
+    def __init__(self, supervisor: ScorerSupervisor, *, lanes: int = 1, max_batch_rows: int = 2000):
         self.supervisor = supervisor
-        self.session = session
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.http = supervisor.http
         self.lanes = lanes
         self.max_batch_rows = max_batch_rows
         self._pending: deque[_Pending] = deque()
@@ -250,10 +188,7 @@ class ScorerClient:
         return await self._invocations(body, content_type)
 
     async def _invocations(self, body: bytes, content_type: str | None) -> tuple[int, bytes, str]:
-        headers = {"Content-Type": content_type} if content_type else {}
         try:
-            async with self.session.post(f"{self.supervisor.process.url}/invocations", data=body,
-                                         headers=headers, timeout=self.timeout) as response:
-                return response.status, await response.read(), response.content_type
-        except aiohttp.ClientConnectionError as error:
+            return await self.http.request("POST", "/invocations", body, content_type)
+        except ScorerConnectionError as error:
             raise ScorerUnavailable(f"the scoring server did not answer: {error}") from error

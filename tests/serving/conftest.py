@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from serving.scorer import free_port
+from serving.scorer_process import free_port
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -97,7 +97,7 @@ class Service:
         return self.process.returncode
 
     def scorer_pid(self) -> int:
-        found = subprocess.run(["pgrep", "-P", str(self.process.pid), "-f", "mlflow"],
+        found = subprocess.run(["pgrep", "-P", str(self.process.pid), "-f", "scorer_app"],
                                capture_output=True, text=True).stdout.split()
         return int(found[0])
 

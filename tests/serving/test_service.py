@@ -189,6 +189,9 @@ def test_invocations_passes_mlflow_formats_through(http, predictor, service):
     assert status == 200 and len(answer["predictions"]) == 1
     broken = http.post("/invocations", raw=b"country\nes\n", headers={"Content-Type": "text/csv"})
     assert broken[0] == 400 and broken[2]["error_code"]  # MLflow's own answer, passed through
+    for untyped in ({"Content-Type": ""}, {"Content-Type": "text/plain"}):  # MLflow: 415, with its types
+        status, _, answer = http.post("/invocations", raw=b"", headers=untyped)
+        assert status == 415 and "application/json" in str(answer), (untyped, answer)
     rows = rows_for(service.database_url, [headers["X-Request-Id"]], expected=1)
     assert rows[0]["route"] == "/invocations" and rows[0]["predicted_revenue"] > 0
 
