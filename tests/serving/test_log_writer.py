@@ -55,20 +55,23 @@ def test_a_row_submitted_twice_is_stored_once(schema, tmp_path):
     assert [r[0] for r in stored(schema, request)] == [0, 1]
 
 
-def test_strings_are_stored_verbatim_and_nul_nan_do_not_block_other_rows(schema, tmp_path):
+def test_strings_are_stored_verbatim_and_nul_nan_surrogates_do_not_block_other_rows(schema, tmp_path):
     request = uuid.uuid4().hex
     nasty = "x'); DROP TABLE predictions; --\t\n\\ \u00e9 \x01"
     writer = LogWriter(schema, tmp_path).start()
     writer.submit([row(request, 0, {"event_1": math.nan, "event_2": math.inf}),
                    row(request, 1, {"country": "a\x00b"}, country="a\x00b"),
                    row(request, 2, {"country": nasty}, country=nasty),
-                   row(request, 3)])
+                   row(request, 3),
+                   row(request, 4, {"country": "a\ud800b", "big": 10**30}, country="a\ud800b")])
     writer.stop()
     rows = stored(schema, request)
-    assert [r[0] for r in rows] == [0, 1, 2, 3]
+    assert [r[0] for r in rows] == [0, 1, 2, 3, 4]
     assert rows[0][2] == {"event_1": "NaN", "event_2": "Infinity"}
     assert rows[1][1] == "a\\u0000b" and rows[1][2] == {"country": "a\\u0000b"}
     assert rows[2][1] == nasty and rows[2][2] == {"country": nasty}
+    # A lone surrogate (JSON "\ud800" from a client) is kept as its escape text, like NUL.
+    assert rows[4][1] == "a\\ud800b" and rows[4][2] == {"country": "a\\ud800b", "big": 10**30}
     assert not (tmp_path / "rejected.jsonl").exists()
 
 
