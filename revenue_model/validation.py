@@ -144,6 +144,8 @@ def _clean_string(value: Any, field: str) -> tuple[str | None, str | None]:
     if isinstance(value, str):
         if len(value) > MAX_STRING_LENGTH:
             return None, f"is longer than {MAX_STRING_LENGTH} characters"
+        if not value.isascii() and not _is_unicode(value):
+            return None, "is not valid Unicode (a lone surrogate)"
         return (value.strip() or None), None
     if _is_missing(value):
         return None, None
@@ -151,6 +153,15 @@ def _clean_string(value: Any, field: str) -> tuple[str | None, str | None]:
             and not isinstance(value, (bool, np.bool_)) and math.isfinite(value):
         return (str(value) if isinstance(value, (int, np.integer)) else format(float(value), "g")), None
     return None, "must be a string"
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a lone surrogate, which JSON's "\ud800" escape can carry and UTF-8 cannot."""
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _clean_numbers(values, n: int, field: str, required: bool,

@@ -157,11 +157,10 @@ class ScorerClient:
             columns = batch[0].columns
         else:
             columns = {c: [v for item in batch for v in item.columns[c]] for c in SCORER_COLUMNS}
-        # MLflow's "inputs" (column lists) parses about 1.3 ms faster than "dataframe_split".
-        body = orjson.dumps({"inputs": columns})
         started = time.perf_counter()
         try:
-            predictions = await self._post(body)
+            # MLflow's "inputs" (column lists) parses about 1.3 ms faster than "dataframe_split".
+            predictions = await self._post(orjson.dumps({"inputs": columns}))
         except Exception as error:  # every waiter learns what happened to its call
             for item in batch:
                 if not item.future.done():

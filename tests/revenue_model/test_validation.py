@@ -39,6 +39,7 @@ def test_valid_record_becomes_typed_columns():
     ({"event_1": 10 ** 400}, "event_1", "must be a finite number"),
     ({"device_family": "x" * 201}, "device_family", "is longer than 200 characters"),
     ({"os_version": True}, "os_version", "must be a string"),
+    ({"country_region": "Lima \ud800"}, "country_region", "is not valid Unicode (a lone surrogate)"),
 ])
 def test_each_bad_field_is_named_with_its_reason(change, field, reason):
     assert problems_of([{**GOOD, **change}]) == [(0, field, reason)]
