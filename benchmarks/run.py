@@ -184,6 +184,18 @@ async def batches(url: str, body: dict, users: int, repeats: int = 3) -> float:
     return users / float(np.median(seconds))
 
 
+async def settled(service_url: str, timeout_s: float = 120) -> None:
+    """Wait until the service's log writer has nothing queued."""
+    deadline = time.perf_counter() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while time.perf_counter() < deadline:
+            async with session.get(service_url + "/stats") as r:
+                if (await r.json())["rows_waiting_to_be_written"] == 0:
+                    break
+            await asyncio.sleep(0.5)
+    await asyncio.sleep(1.0)  # the writer's batching window and its last insert
+
+
 def percentiles(values) -> dict:
     p50, p90, p99 = np.percentile(values, [50, 90, 99])
     return {"p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "n": len(values)}
@@ -267,6 +279,9 @@ def served(url: dict, records: list[dict], args) -> dict:
              for n in (1000, 10_000)}
     for round_ in range(args.rounds):
         print(f"  round {round_ + 1}/{args.rounds}", flush=True)
+        # The previous round's batches leave tens of thousands of log rows to write: single users
+        # are measured on a settled service, not against that backlog.
+        asyncio.run(settled(url["ours"]))
         for name, (target, bodies) in targets.items():
             asyncio.run(sequential(target, bodies[:20]))  # warm the connection and caches
             latencies[name] += asyncio.run(sequential(target, bodies))

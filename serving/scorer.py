@@ -133,24 +133,33 @@ class ScorerClient:
         """
         if not self.supervisor.ready:
             raise ScorerUnavailable("the scoring server is restarting")
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(columns, len(columns[SCORER_COLUMNS[0]]), future))
-        if self._busy < self.lanes:
+        item = _Pending(columns, len(columns[SCORER_COLUMNS[0]]), asyncio.get_running_loop().create_future())
+        if self._busy < self.lanes:  # a free lane (and so nothing waiting): call from this task, at once
             self._busy += 1
-            asyncio.create_task(self._drain())
-        return await future
+            try:
+                await self._send([item])
+            finally:
+                self._lane_freed()
+        else:
+            self._pending.append(item)
+        return await item.future
+
+    def _lane_freed(self) -> None:
+        if self._pending:
+            asyncio.create_task(self._drain())  # the lane goes on with what arrived meanwhile
+        else:
+            self._busy -= 1
 
     async def _drain(self) -> None:
         try:
-            while self._pending:
-                batch, size = [], 0
-                while self._pending and (not batch or size + self._pending[0].rows <= self.max_batch_rows):
-                    item = self._pending.popleft()
-                    batch.append(item)
-                    size += item.rows
-                await self._send(batch)
+            batch, size = [], 0
+            while self._pending and (not batch or size + self._pending[0].rows <= self.max_batch_rows):
+                item = self._pending.popleft()
+                batch.append(item)
+                size += item.rows
+            await self._send(batch)
         finally:
-            self._busy -= 1
+            self._lane_freed()
 
     async def _send(self, batch: list[_Pending]) -> None:
         if len(batch) == 1:
