@@ -1,6 +1,7 @@
 """The hop to the scorer, against a real HTTP server (aiohttp's) on loopback."""
 
 import asyncio
+from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
@@ -37,23 +38,30 @@ async def _server(port: int, *, keep_alive: bool = True):
     return runner, seen
 
 
+@asynccontextmanager
+async def peer(**server_options):
+    """(a ScorerHttp to a fresh server, what that server saw)."""
+    port = free_port()
+    runner, seen = await _server(port, **server_options)
+    http = ScorerHttp("127.0.0.1", port, timeout_s=5)
+    try:
+        yield http, seen
+    finally:
+        http.close()
+        await runner.cleanup()
+
+
 def run(coroutine):
     return asyncio.run(coroutine)
 
 
 def test_requests_answers_and_kept_connections():
     async def scenario():
-        port = free_port()
-        runner, seen = await _server(port)
-        http = ScorerHttp("127.0.0.1", port, timeout_s=5)
-        try:
+        async with peer() as (http, seen):
             first = await http.request("POST", "/invocations", b'{"a": 1}', "application/json")
             second = await http.request("GET", "/ping")
             chunked = await http.request("GET", "/chunked")
             many = await asyncio.gather(*(http.request("POST", "/x", str(i).encode()) for i in range(20)))
-        finally:
-            http.close()
-            await runner.cleanup()
         return first, second, chunked, many, seen
 
     first, second, chunked, many, seen = run(scenario())
@@ -68,16 +76,10 @@ def test_requests_answers_and_kept_connections():
 
 def test_a_connection_the_server_closed_while_idle_is_replaced():
     async def scenario():
-        port = free_port()
-        runner, seen = await _server(port)
-        http = ScorerHttp("127.0.0.1", port, timeout_s=5)
-        try:
+        async with peer() as (http, seen):
             await http.request("GET", "/a")
             await asyncio.sleep(1.0)  # past the server's keep-alive timeout: it closes the connection
             answer = await http.request("GET", "/b")
-        finally:
-            http.close()
-            await runner.cleanup()
         return answer, seen
 
     answer, seen = run(scenario())
@@ -87,14 +89,8 @@ def test_a_connection_the_server_closed_while_idle_is_replaced():
 
 def test_connection_close_answers_are_not_reused():
     async def scenario():
-        port = free_port()
-        runner, seen = await _server(port, keep_alive=False)
-        http = ScorerHttp("127.0.0.1", port, timeout_s=5)
-        try:
+        async with peer(keep_alive=False) as (http, seen):
             answers = [await http.request("GET", f"/{i}") for i in range(3)]
-        finally:
-            http.close()
-            await runner.cleanup()
         return answers, seen
 
     answers, seen = run(scenario())
@@ -107,19 +103,13 @@ def test_refused_and_timed_out():
         refused = ScorerHttp("127.0.0.1", free_port(), timeout_s=5)
         with pytest.raises(ScorerConnectionError):
             await refused.request("GET", "/ping")
-        port = free_port()
-        runner, _ = await _server(port)
-        http = ScorerHttp("127.0.0.1", port, timeout_s=5)
-        try:
+        async with peer() as (http, _):
             loop = asyncio.get_running_loop()
             started = loop.time()
             with pytest.raises(asyncio.TimeoutError):
                 await http.request("GET", "/slow", timeout_s=0.2)
             waited = loop.time() - started
             after = await http.request("GET", "/fine")  # the timed-out connection is not reused
-        finally:
-            http.close()
-            await runner.cleanup()
         return waited, after
 
     waited, after = run(scenario())
