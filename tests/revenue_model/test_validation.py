@@ -138,3 +138,27 @@ def test_nullable_pandas_columns_are_accepted():
     frame = pd.DataFrame([GOOD, {**GOOD, "event_3": None}]).astype({"event_3": "Float64", "event_1": "Int64"})
     columns = validate_columns(frame)
     assert math.isnan(columns["event_3"][1]) and columns["event_1"][0] == 100.0
+
+
+def test_few_users_are_judged_as_many_are():
+    """Up to 16 users are checked value by value, more with NumPy: the same answers either way."""
+    from hypothesis import given, settings, strategies as st
+
+    value = (st.none() | st.booleans() | st.integers(-10, 10**20) | st.text(max_size=5)
+             | st.floats(allow_nan=True, allow_infinity=True) | st.lists(st.integers(), max_size=1))
+    user = st.fixed_dictionaries({}, optional={c: value for c in GOOD})
+
+    def outcome(records, rows):
+        try:
+            columns = validate_columns(records)
+        except InvalidUsers as error:
+            return sorted((p.row, p.field, p.reason) for p in error.problems if p.row < rows)
+        return {c: [None if isinstance(v, float) and math.isnan(v) else v for v in a[:rows]]
+                for c, a in columns.items()}
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(user, min_size=1, max_size=16))
+    def check(users):
+        assert outcome(users, len(users)) == outcome(users + [GOOD] * 17, len(users))
+
+    check()
