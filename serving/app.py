@@ -128,6 +128,8 @@ def _account(service: PredictionService, metrics: dict, record: RequestRecord, s
     version = service.identity.version
     metrics["requests"].labels(record.route, str(status), version).inc()
     metrics["latency"].labels(record.route, version).observe(record.latency_ms() / 1000)
+    if status == 200 and record.outputs:
+        metrics["users"].labels(record.route, version).inc(len(record.outputs))
     if counted or status >= 400:
         service.record(record, status)
 
@@ -188,7 +190,6 @@ async def predict(request: web.Request) -> web.Response:
     service, record = request.app[SERVICE], request["record"]
     users = single_user(await _json_body(request))
     (output,) = await service.predict(record, users)
-    request.app[METRICS]["users"].labels("/predict", service.identity.version).inc()
     return json_response({**_prediction(output, users[0]), **_stamp(record, service)})
 
 
@@ -201,7 +202,6 @@ async def batch_predict(request: web.Request) -> web.Response:
         _keep_body(request)
         raise
     outputs = await service.predict(record, users)
-    request.app[METRICS]["users"].labels("/batch_predict", service.identity.version).inc(len(users))
     predictions = [_prediction(o, u) for o, u in zip(outputs, users)]
     return json_response({"predictions": predictions, "count": len(predictions),
                           "total_predicted_revenue": sum(p["predicted_revenue"] for p in predictions),

@@ -1,6 +1,7 @@
 """The service end to end: real scorer process, real PostgreSQL."""
 
 import json
+import time
 import urllib.parse
 import uuid
 from collections import Counter
@@ -210,12 +211,28 @@ def test_health_names_the_model(http):
     assert status == 200 and body["status"] == "healthy" and body["model_version"] == "1"
 
 
+def users_scored(http, route: str) -> float:
+    for line in http.get("/metrics")[2].splitlines():
+        if line.startswith(f'revenue_users_scored_total{{model_version="1",route="{route}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def test_metrics_count_requests_by_route_status_and_version(http):
+    before = {route: users_scored(http, route) for route in ("/predict", "/batch_predict")}
     http.post("/predict", EXAMPLE_1)
+    http.post("/batch_predict", {"users": [EXAMPLE_1, EXAMPLE_2, EXAMPLE_1]})
+    http.post("/batch_predict", {"users": [EXAMPLE_1, {"country": "es"}]})  # 400: nobody scored
     status, headers, text = http.get("/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     assert 'revenue_requests_total{model_version="1",route="/predict",status="200"}' in text
     assert "revenue_request_latency_seconds_bucket" in text
+    # Counted just after each answer is sent: wait for the last one.
+    deadline = time.monotonic() + 5
+    while users_scored(http, "/batch_predict") < before["/batch_predict"] + 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert users_scored(http, "/predict") == before["/predict"] + 1
+    assert users_scored(http, "/batch_predict") == before["/batch_predict"] + 3
 
 
 def test_docs_and_openapi(http):
