@@ -12,6 +12,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from serving.config import Settings
@@ -23,15 +24,18 @@ def main() -> None:
     # switch interval every time the event loop gives up the GIL for a socket call.
     sys.setswitchinterval(0.0005)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Until the event loop takes SIGTERM over, let it unwind through the finally below (stops the scorer).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # Until the service's event loop takes the signals over, only remember them: an exception raised
+    # from a handler during the imports below can land in an import-lock callback and be ignored.
+    stop_requested = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop_requested.set())
     settings = Settings.from_env()
     model_dir = Path(tempfile.mkdtemp(prefix="revenue-model-"))
     scorer = ScorerProcess(model_dir / "model", port=settings.scorer_port, workers=settings.scorer_workers,
                            threads=settings.scorer_threads).start()
     try:
         from serving.server import run  # after the scorer started: see the module docstring
-        run(settings, scorer)
+        run(settings, scorer, stop_requested)
     finally:
         scorer.stop()
         shutil.rmtree(model_dir, ignore_errors=True)

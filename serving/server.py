@@ -14,6 +14,7 @@ import asyncio
 import gc
 import logging
 import signal
+import threading
 
 import mlflow
 import uvloop
@@ -32,11 +33,19 @@ from serving.scorer_process import ScorerProcess
 log = logging.getLogger("serving")
 
 
-def run(settings: Settings, scorer: ScorerProcess) -> None:
-    uvloop.run(serve(settings, scorer))
+def run(settings: Settings, scorer: ScorerProcess, stop_requested: threading.Event) -> None:
+    """``stop_requested``: set by a SIGTERM or SIGINT that came before the event loop ran."""
+    uvloop.run(serve(settings, scorer, stop_requested))
 
 
-async def serve(settings: Settings, scorer: ScorerProcess) -> None:
+async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threading.Event) -> None:
+    # From here on a signal sets `stop`; one during start-up lets the start finish, then stops in order.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if stop_requested.is_set():
+        stop.set()
     if settings.tracking_uri:
         mlflow.set_tracking_uri(settings.tracking_uri)
     url = settings.database_url
@@ -67,10 +76,6 @@ async def serve(settings: Settings, scorer: ScorerProcess) -> None:
         await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()
         print(f"serving {identity.name} version {identity.version} on http://{settings.host}:{settings.port}"
               f" (docs: /docs)", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("stopping: finishing requests in flight")
     finally:

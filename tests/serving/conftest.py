@@ -71,10 +71,13 @@ class Service:
         self.http = Http(f"http://127.0.0.1:{self.port}")
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout_s: float = 180) -> "Service":
+    def start(self, timeout_s: float = 180, *, wait: bool = True) -> "Service":
+        """Start; with ``wait``, until /health answers 200."""
         self.log = open(self.root / f"service-{time.time():.0f}.log", "w")
         self.process = subprocess.Popen([sys.executable, "-m", "serving"], cwd=self.root, env=self.env,
                                         stdout=self.log, stderr=subprocess.STDOUT)
+        if not wait:
+            return self
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.output()

@@ -107,6 +107,32 @@ def test_a_database_outage_loses_no_row_and_writes_none_twice(champion_store, tm
         database.cleanup()
 
 
+@pytest.mark.parametrize("after_s", [0.5, 2.5])  # while importing; while resolving and starting
+def test_sigterm_during_start_up_stops_in_order_and_leaves_no_scorer(champion_store, postgres, tmp_path, after_s):
+    service = Service(tmp_path, champion_store, postgres)
+    service.start(wait=False)
+    deadline = time.monotonic() + 10
+    while True:  # the scorer is started first thing
+        try:
+            scorer = service.scorer_pid()
+            break
+        except (IndexError, ValueError):
+            assert time.monotonic() < deadline, service.output()
+            time.sleep(0.05)
+    time.sleep(after_s)
+    service.process.send_signal(signal.SIGTERM)
+    assert service.process.wait(120) == 0, service.output()
+    assert wait_until(lambda: ended(scorer), 5), "the scorer outlived the service"
+
+
+def ended(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def test_sigterm_under_load_answers_what_it_accepted_and_logs_it(champion_store, postgres, tmp_path):
     service = Service(tmp_path, champion_store, postgres).start()
     prefix = f"sigterm-{uuid.uuid4().hex[:6]}"
