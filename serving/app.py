@@ -227,8 +227,8 @@ async def invocations(request: web.Request) -> web.Response:
         service.validate(record, users)
         body = request["body"]
     else:  # CSV, Parquet ...: MLflow parses them
-        body = await _read_body(request)
-        record.raw_body = body[:100_000].decode("utf-8", "backslashreplace")
+        body = request["body"] = await _read_body(request)
+        _keep_body(request)
     status, answer, answer_type = await service.scorer.passthrough(body, content_type)
     if status == 200 and answer_type == "application/json":
         predictions = orjson.loads(answer).get("predictions")

@@ -18,7 +18,7 @@ from typing import Sequence
 import orjson
 import psycopg2
 
-# Column order of a log row (core.log_rows builds tuples in this order); input_data is last.
+# Column order of a log row (core.log_rows builds tuples in this order).
 ROW_COLUMNS = (
     "row_key", "timestamp", "request_id", "user_index", "user_id", "route", "status_code", "error",
     "model_name", "model_version", "country", "country_region", "source", "platform",
@@ -26,6 +26,7 @@ ROW_COLUMNS = (
     "payer_probability", "revenue_p10", "revenue_p90", "inference_time_ms", "latency_ms",
     "input_data",
 )
+INPUT_DATA = ROW_COLUMNS.index("input_data")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -97,7 +98,7 @@ def write_rows(connection, rows: Sequence[tuple]) -> int:
     try:
         document = _document(rows)
     except orjson.JSONEncodeError:  # lone surrogates, from a client's "\ud800"
-        document = _document([_scrubbed(row) for row in rows])
+        document = _document([_mapped(row, _scrubbed) for row in rows])
     with connection.cursor() as cursor:
         cursor.execute(_INSERT, (document,))
         inserted = cursor.rowcount
@@ -108,19 +109,23 @@ def write_rows(connection, rows: Sequence[tuple]) -> int:
 def _document(rows: Sequence[tuple]) -> str:
     """Rows as one JSON array: NaN and Infinity become null (SQL NULL); input_data goes as JSON
     text, where NaN is kept as "NaN"."""
-    values = [row[:-1] + (None if row[-1] is None else _without_nul(to_json(row[-1])),) for row in rows]
+    i = INPUT_DATA
+    values = [row[:i] + (None if row[i] is None else _without_nul(to_json(row[i])),) + row[i + 1:] for row in rows]
     return _without_nul(orjson.dumps(values).decode())
 
 
-def _scrubbed(value):
-    """Lone surrogates as their escape text (six characters), which PostgreSQL stores, as it does NUL."""
-    if isinstance(value, str):
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+def _mapped(value, leaf):
+    """``value`` with ``leaf`` applied to every scalar in it, dict keys included."""
     if isinstance(value, dict):
-        return {_scrubbed(k): _scrubbed(v) for k, v in value.items()}
+        return {_mapped(k, leaf): _mapped(v, leaf) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_scrubbed(v) for v in value)
-    return value
+        return type(value)(_mapped(v, leaf) for v in value)
+    return leaf(value)
+
+
+def _scrubbed(value):
+    """A lone surrogate as its escape text (six characters), which PostgreSQL stores, as it does NUL."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
 
 
 # Types of the non-text columns; input_data arrives as JSON text.
@@ -139,16 +144,12 @@ def to_json(value) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
     except ValueError:
-        return json.dumps(_finite(value), ensure_ascii=False, default=str, allow_nan=False)
+        return json.dumps(_mapped(value, _finite), ensure_ascii=False, default=str, allow_nan=False)
 
 
 def _finite(value):
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
     return value
 
 

@@ -27,7 +27,6 @@ from serving import database
 
 log = logging.getLogger("serving.log_writer")
 _TIMESTAMP = database.ROW_COLUMNS.index("timestamp")
-_INPUT = database.ROW_COLUMNS.index("input_data")
 
 
 class LogWriter:
@@ -207,7 +206,7 @@ class LogWriter:
 def _degraded(row: tuple) -> tuple:
     """The row with its input kept as one JSON string, which PostgreSQL always takes."""
     row = list(row)
-    row[_INPUT] = {"unparsed_input": repr(row[_INPUT])}
+    row[database.INPUT_DATA] = {"unparsed_input": repr(row[database.INPUT_DATA])}
     return tuple(row)
 
 

@@ -23,7 +23,6 @@ _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<
 @dataclass(frozen=True)
 class ModelIdentity:
     uri: str                 # models:/name/version when registered
-    local_path: str = ""     # the downloaded model the scorer serves
     name: str = ""
     version: str = ""
     alias: str = ""
@@ -68,5 +67,5 @@ def resolve_model(model_uri: str, download_to: Path) -> ModelIdentity:
     features = json.loads(state_file.read_text())["feature_names"] if state_file.exists() else []
     inputs = [{"name": c.name, "type": c.type.name, "required": c.required}
               for c in info.signature.inputs.inputs] if info.signature else []
-    return ModelIdentity(uri=model_uri, local_path=str(local), name=name, version=version, alias=alias, run_id=run_id,
+    return ModelIdentity(uri=model_uri, name=name, version=version, alias=alias, run_id=run_id,
                          inputs=inputs, features=features, test_metrics=metrics, description=description)

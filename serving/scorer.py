@@ -124,7 +124,6 @@ class ScorerClient:
         self.max_batch_rows = max_batch_rows
         self._pending: deque[_Pending] = deque()
         self._busy = 0
-        self.calls = 0
 
     async def predict(self, columns: dict[str, list]) -> tuple[list[dict], float]:
         """Outputs for users given as {column: values} (SCORER_COLUMNS), and the call's duration in ms.
@@ -176,7 +175,6 @@ class ScorerClient:
                     item.future.set_exception(error)
             return
         elapsed_ms = (time.perf_counter() - started) * 1000
-        self.calls += 1
         start = 0
         for item in batch:
             if not item.future.done():

@@ -61,7 +61,8 @@ class ScorerProcess:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        if self.process is None:
+        """Stop it, if it runs (stopped twice on the way out: a reaped pid may be someone else's)."""
+        if not self.alive():
             return
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
