@@ -24,9 +24,13 @@ def distinct(values) -> tuple[np.ndarray, list]:
         try:
             # An Arrow string column factorizes natively, without boxing a Python object per row.
             codes, uniques = pd.factorize(values, use_na_sentinel=True)
-            return codes, list(uniques)
         except TypeError:  # unhashable values (JSON lists and objects): the loop copes
             pass
+        else:
+            # factorize merges equal values across types (False, 0 and 0.0 become one): only an
+            # all-string column is safe; anything else (a client's odd values) takes the loop.
+            if all(isinstance(u, str) for u in uniques):
+                return codes, list(uniques)
     seen: dict = {}
     uniques: list = []
     codes = np.empty(len(values), dtype=np.intp)
