@@ -29,6 +29,9 @@ from revenue_model.contract import (
 # Up to this many users, a loop over the values beats NumPy's cost per call: in the service,
 # between scorer calls (cold caches), the vectorised checks took 200 us for one user.
 _FEW = 16
+# NumPy's fixed-width strings, which MLflow's scoring server uses, drop trailing NULs ("\x00"
+# arrived as "", "a\x00" as "a"), and PostgreSQL stores none: a NUL is refused, naming the field.
+_NUL = "must not contain the NUL character"
 # Strings the contract lets arrive as numbers ("os_version": 10).
 _NUMBER_AS_STRING = frozenset({"os_version", "user_id"})
 
@@ -145,12 +148,15 @@ def _clean_string_array(values, field: str, required: bool, problems: list[Probl
     """The same rules as ``_clean_string`` for a column already typed as strings, vectorised."""
     series = pd.Series(values, copy=False)
     too_long = series.str.len().gt(MAX_STRING_LENGTH).to_numpy(dtype=bool, na_value=False)
+    nul = series.str.contains("\x00", regex=False).to_numpy(dtype=bool, na_value=False) & ~too_long
     stripped = series.str.strip()
-    missing = stripped.eq("").to_numpy(dtype=bool, na_value=True)
+    # As in _clean_string, a string refused for its length or a NUL is not also reported blank.
+    missing = stripped.eq("").to_numpy(dtype=bool, na_value=True) & ~too_long & ~nul
     # Kept as an Arrow string array: boxing 100,000 Python strings would cost more than the rest.
-    result = stripped.mask(missing | too_long).array
+    result = stripped.mask(missing | too_long | nul).array
     problems.extend(Problem(int(i), field, f"is longer than {MAX_STRING_LENGTH} characters")
                     for i in np.flatnonzero(too_long))
+    problems.extend(Problem(int(i), field, _NUL) for i in np.flatnonzero(nul))
     if required:
         problems.extend(Problem(int(i), field, "is required") for i in np.flatnonzero(missing))
     return result
@@ -161,6 +167,8 @@ def _clean_string(value: Any, field: str) -> tuple[str | None, str | None]:
     if isinstance(value, str):
         if len(value) > MAX_STRING_LENGTH:
             return None, f"is longer than {MAX_STRING_LENGTH} characters"
+        if "\x00" in value:
+            return None, _NUL
         if not value.isascii() and not _is_unicode(value):
             return None, "is not valid Unicode (a lone surrogate)"
         return (value.strip() or None), None

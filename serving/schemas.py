@@ -15,9 +15,11 @@ from revenue_model.contract import (
     EVENT_COLUMNS, INPUT_COLUMNS, MAX_STRING_LENGTH, OUTPUT_COLUMNS, REQUIRED_COLUMNS,
 )
 
-_String = Annotated[str, Field(max_length=MAX_STRING_LENGTH)]
-# Blank is missing. Python's strip() (the validator's) also takes \x1c-\x1f for blanks; Unicode's \s does not.
-_RequiredString = Annotated[str, Field(max_length=MAX_STRING_LENGTH, pattern=r"[^\s\x1c-\x1f]")]
+# No NUL anywhere. Blank is missing: Python's strip() (the validator's) also takes \x1c-\x1f
+# for blanks, Unicode's \s does not.
+_String = Annotated[str, Field(max_length=MAX_STRING_LENGTH, pattern=r"^[^\x00]*$")]
+_RequiredString = Annotated[str, Field(max_length=MAX_STRING_LENGTH,
+                                       pattern=r"^[^\x00]*[^\s\x1c-\x1f\x00][^\x00]*$")]
 _Event = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 _NUMBER_OK = {"os_version", "user_id"}
 

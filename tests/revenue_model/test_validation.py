@@ -40,6 +40,8 @@ def test_valid_record_becomes_typed_columns():
     ({"device_family": "x" * 201}, "device_family", "is longer than 200 characters"),
     ({"os_version": True}, "os_version", "must be a string"),
     ({"country_region": "Lima \ud800"}, "country_region", "is not valid Unicode (a lone surrogate)"),
+    ({"source": "\x00"}, "source", "must not contain the NUL character"),
+    ({"device_family": "a\x00b"}, "device_family", "must not contain the NUL character"),
 ])
 def test_each_bad_field_is_named_with_its_reason(change, field, reason):
     assert problems_of([{**GOOD, **change}]) == [(0, field, reason)]
@@ -91,7 +93,7 @@ def test_a_missing_required_column_in_a_frame_names_every_row():
     assert problems_of(frame) == [(0, "source", "is required"), (1, "source", "is required")]
 
 
-MESSY = ["es", " PE ", "", None, "x" * 201, "Lima", "us"]
+MESSY = ["es", " PE ", "", None, "x" * 201, " " * 201, "Lima", "us", "Li\x00ma", "\x00"]
 
 
 @pytest.mark.parametrize("rows", [len(MESSY), 40 * len(MESSY)])
@@ -107,7 +109,7 @@ def test_frames_and_records_agree_whatever_the_column_type(rows):
             validate_columns(data)
         outcomes.append(error.value.problems)
     assert outcomes[0] == outcomes[1] == outcomes[2]
-    assert {p.reason for p in outcomes[0]} == {"is longer than 200 characters"}
+    assert {p.reason for p in outcomes[0]} == {"is longer than 200 characters", "must not contain the NUL character"}
 
 
 def test_valid_frames_and_records_give_the_same_frame():
@@ -138,6 +140,17 @@ def test_nullable_pandas_columns_are_accepted():
     frame = pd.DataFrame([GOOD, {**GOOD, "event_3": None}]).astype({"event_3": "Float64", "event_1": "Int64"})
     columns = validate_columns(frame)
     assert math.isnan(columns["event_3"][1]) and columns["event_1"][0] == 100.0
+
+
+@pytest.mark.parametrize("rows", [2, 40])
+def test_a_boolean_and_a_number_are_not_taken_for_each_other(rows):
+    """True == 1 and False == 0 in Python: a number after a boolean (or before) keeps its own verdict."""
+    users = [{**GOOD, "os_version": False}, {**GOOD, "os_version": 0}, {**GOOD, "os_version": 1},
+             {**GOOD, "os_version": True}] * (rows // 2)
+    problems = problems_of(users)
+    assert {(row % 4, field, reason) for row, field, reason in problems} == {
+        (0, "os_version", "must be a string"), (3, "os_version", "must be a string")}
+    assert len(problems) == len(users) // 2
 
 
 def test_few_users_are_judged_as_many_are():
