@@ -52,7 +52,7 @@ class ScorerProcess:
         env = {**os.environ, MODEL_DIR_ENV: str(self.model_dir), THREADS_ENV: str(self.threads),
                "OMP_NUM_THREADS": str(self.threads)}
         command = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--workers", str(self.workers), "--no-access-log", "serving.scorer_app:app"]
+                   "--workers", str(self.workers), "--no-access-log", "--factory", "serving.scorer_app:build"]
         self.process = subprocess.Popen(command, env=env, start_new_session=True)
         log.info("scorer starting: pid %s, port %s, %s", self.process.pid, self.port, self.model_dir)
         return self
