@@ -4,7 +4,8 @@
 
 Measures, with medians of repeated, interleaved runs:
 - in process: the boosters on ready arrays (the floor), this project's pyfunc, the common pyfunc;
-- served: direct /invocations and through each proxy: single-user p50/p90/p99 (sequential),
+- served: direct /invocations and through each proxy: single-user p50/p90/p99 (sequential,
+  one request to each of the four in turn),
   requests/s with 8 concurrent clients, users/s in batches of 1,000 and 10,000;
 - that every request of the load tests is in PostgreSQL;
 - cold start (command to first answer) and training time on 100,000 and 1,000,000 rows.
@@ -129,16 +130,21 @@ def split_body(users: list[dict]) -> dict:
     return {"dataframe_split": {"columns": columns, "data": [[u.get(c) for c in columns] for u in users]}}
 
 
-async def sequential(url: str, bodies: list[dict]) -> list[float]:
-    latencies = []
-    async with aiohttp.ClientSession() as session:
-        for body in bodies:
-            data = json.dumps(body).encode()
-            started = time.perf_counter()
-            async with session.post(url, data=data, headers={"Content-Type": "application/json"}) as r:
-                await r.read()
-                assert r.status == 200, (url, r.status)
-            latencies.append((time.perf_counter() - started) * 1000)
+async def interleaved(targets: dict[str, tuple[str, list[dict]]], warm_up: int = 20) -> dict[str, list[float]]:
+    """Single-user latencies (ms), one request to each target in turn, so that a burst of load
+    from the machine's other tenants falls on every target alike."""
+    latencies = {name: [] for name in targets}
+    count = min(len(bodies) for _, bodies in targets.values())
+    async with aiohttp.ClientSession() as session:  # keeps a connection to each target
+        for i in range(warm_up + count):
+            for name, (url, bodies) in targets.items():
+                data = json.dumps(bodies[i % count]).encode()
+                started = time.perf_counter()
+                async with session.post(url, data=data, headers={"Content-Type": "application/json"}) as r:
+                    await r.read()
+                    assert r.status == 200, (url, r.status)
+                if i >= warm_up:
+                    latencies[name].append((time.perf_counter() - started) * 1000)
     return latencies
 
 
@@ -282,9 +288,8 @@ def served(url: dict, records: list[dict], args) -> dict:
         # The previous round's batches leave tens of thousands of log rows to write: single users
         # are measured on a settled service, not against that backlog.
         asyncio.run(settled(url["ours"]))
-        for name, (target, bodies) in targets.items():
-            asyncio.run(sequential(target, bodies[:20]))  # warm the connection and caches
-            latencies[name] += asyncio.run(sequential(target, bodies))
+        for name, values in asyncio.run(interleaved(targets)).items():
+            latencies[name] += values
         for name in concurrency:
             got = asyncio.run(concurrent(targets[name][0], singles, 8, args.load_seconds))
             request_ids[name] += got.pop("request_ids")
