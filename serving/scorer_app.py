@@ -11,8 +11,8 @@ Four differences from that module, all measured:
 - MLflow's handler runs ``invocations`` with ``asyncio.to_thread``; here the
   loop's default executor runs it in the calling thread instead. The handoff
   to a worker thread and back cost 0.55 ms per call (two thread wake-ups on a
-  shared machine) and bought nothing: the service sends each scorer process
-  one call at a time (``ScorerClient`` lanes), and parallelism comes from
+  shared machine) and bought nothing: the service keeps one call per scorer
+  worker in flight (``ScorerClient`` lanes), and parallel scoring comes from
   SCORER_WORKERS processes, not threads under one GIL;
 - the loaded modules and model are frozen out of garbage collection.
 """
