@@ -10,7 +10,7 @@ Four differences from that module, all measured:
   predict and serialisation are MLflow's, unchanged;
 - MLflow's handler runs ``invocations`` with ``asyncio.to_thread``; here the
   loop's default executor runs it in the calling thread instead. The handoff
-  to a worker thread and back cost 0.55 ms per call (two thread wake-ups on a
+  to a worker thread and back cost 0.3-0.55 ms per call (two thread wake-ups on a
   shared machine) and bought nothing: the service keeps one call per scorer
   worker in flight (``ScorerClient`` lanes), and parallel scoring comes from
   SCORER_WORKERS processes, not threads under one GIL;
