@@ -132,3 +132,13 @@ def rows_for(database_url: str, request_ids, *, expected: int | None = None, tim
         if expected is None or len(rows) >= expected or time.monotonic() > deadline:
             return rows
         time.sleep(0.2)
+
+
+def wait_until(condition, timeout_s: float, step_s: float = 0.2) -> bool:
+    """True as soon as ``condition()`` is, False after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step_s)
+    return False

@@ -1,7 +1,6 @@
 """The log writer against a real PostgreSQL: idempotent, poison-proof, spills and replays."""
 
 import math
-import time
 import uuid
 from datetime import datetime, timezone
 
@@ -10,6 +9,7 @@ import pytest
 
 from serving import database
 from serving.log_writer import LogWriter
+from tests.serving.conftest import wait_until
 
 UNREACHABLE = "postgresql://postgres:@/postgres?host=/nonexistent-socket-dir"
 
@@ -29,13 +29,6 @@ def stored(url, request_id):
         rows = cursor.fetchall()
     connection.close()
     return rows
-
-
-def wait_for(condition, timeout_s=15):
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -79,10 +72,10 @@ def test_rows_spill_while_the_database_is_down_and_are_replayed_once(schema, tmp
     request = uuid.uuid4().hex
     writer = LogWriter(UNREACHABLE, tmp_path, retry_s=0.1).start()
     writer.submit([row(request, i) for i in range(5)])
-    wait_for(lambda: writer.rows_spilled == 5)
+    assert wait_until(lambda: writer.rows_spilled == 5, 15, 0.05), "timed out"
     assert writer.spilled_rows_pending == 5 and not writer.database_up
     writer.database_url = schema  # the database comes back
-    wait_for(lambda: writer.spilled_rows_pending == 0)
+    assert wait_until(lambda: writer.spilled_rows_pending == 0, 15, 0.05), "timed out"
     writer.submit([row(request, 5)])
     writer.stop()
     assert [r[0] for r in stored(schema, request)] == [0, 1, 2, 3, 4, 5]

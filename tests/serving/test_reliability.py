@@ -21,7 +21,7 @@ import pgserver
 import psycopg2
 import pytest
 
-from tests.serving.conftest import Service, rows_for
+from tests.serving.conftest import Service, rows_for, wait_until
 
 USER = {"country": "es", "country_region": "Madrid", "source": "Organic", "platform": "iOS",
         "device_family": "Apple iPhone", "os_version": "14.4", "event_1": 100, "event_2": 50, "event_3": 10.0}
@@ -71,15 +71,6 @@ def table_counts(database_url: str, prefix: str) -> tuple[set, int]:
         ids = [r[0] for r in cursor.fetchall()]
     connection.close()
     return set(ids), len(ids)
-
-
-def wait_until(condition, timeout_s: float, step_s: float = 0.2):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step_s)
-    return False
 
 
 def test_a_database_outage_loses_no_row_and_writes_none_twice(champion_store, tmp_path):

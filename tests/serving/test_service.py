@@ -1,7 +1,6 @@
 """The service end to end: real scorer process, real PostgreSQL."""
 
 import json
-import time
 import urllib.parse
 import uuid
 from collections import Counter
@@ -10,7 +9,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from tests.serving.conftest import rows_for
+from tests.serving.conftest import rows_for, wait_until
 
 # The two examples of the original system's README, as written there.
 EXAMPLE_1 = {"country": "es", "country_region": "Madrid", "source": "Organic", "platform": "iOS",
@@ -228,9 +227,7 @@ def test_metrics_count_requests_by_route_status_and_version(http):
     assert 'revenue_requests_total{model_version="1",route="/predict",status="200"}' in text
     assert "revenue_request_latency_seconds_bucket" in text
     # Counted just after each answer is sent: wait for the last one.
-    deadline = time.monotonic() + 5
-    while users_scored(http, "/batch_predict") < before["/batch_predict"] + 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: users_scored(http, "/batch_predict") >= before["/batch_predict"] + 3, 5, 0.05)
     assert users_scored(http, "/predict") == before["/predict"] + 1
     assert users_scored(http, "/batch_predict") == before["/batch_predict"] + 3
 
