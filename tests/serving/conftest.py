@@ -78,16 +78,17 @@ class Service:
                                         stdout=self.log, stderr=subprocess.STDOUT)
         if not wait:
             return self
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+
+        def healthy() -> bool:
             assert self.process.poll() is None, self.output()
             try:
-                if self.http.get("/health", timeout=2)[0] == 200:
-                    return self
+                return self.http.get("/health", timeout=2)[0] == 200
             except OSError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError("the service did not become healthy:\n" + self.output())
+                return False
+
+        if not wait_until(healthy, timeout_s, 0.3):
+            raise AssertionError("the service did not become healthy:\n" + self.output())
+        return self
 
     def output(self) -> str:
         self.log.flush()
@@ -120,18 +121,20 @@ def http(service):
 def rows_for(database_url: str, request_ids, *, expected: int | None = None, timeout_s: float = 15):
     """Log rows of these requests, waiting (the writer is asynchronous) until `expected` are there."""
     ids = list(request_ids)
-    deadline = time.monotonic() + timeout_s
-    while True:
+    rows: list[dict] = []
+
+    def enough() -> bool:
         with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
             cursor.execute("SELECT request_id, user_index, status_code, model_name, model_version, "
                            "predicted_revenue, input_data, error, route, country, event_1 "
                            "FROM predictions WHERE request_id = ANY(%s) ORDER BY request_id, user_index", (ids,))
             columns = [d.name for d in cursor.description]
-            rows = [dict(zip(columns, r)) for r in cursor.fetchall()]
+            rows[:] = [dict(zip(columns, r)) for r in cursor.fetchall()]
         connection.close()
-        if expected is None or len(rows) >= expected or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.2)
+        return expected is None or len(rows) >= expected
+
+    wait_until(enough, timeout_s)
+    return rows
 
 
 def wait_until(condition, timeout_s: float, step_s: float = 0.2) -> bool:

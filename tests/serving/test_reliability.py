@@ -102,14 +102,17 @@ def test_a_database_outage_loses_no_row_and_writes_none_twice(champion_store, tm
 def test_sigterm_during_start_up_stops_in_order_and_leaves_no_scorer(champion_store, postgres, tmp_path, after_s):
     service = Service(tmp_path, champion_store, postgres)
     service.start(wait=False)
-    deadline = time.monotonic() + 10
-    while True:  # the scorer is started first thing
+    pids = []
+
+    def scorer_started() -> bool:
         try:
-            scorer = service.scorer_pid()
-            break
+            pids.append(service.scorer_pid())
+            return True
         except (IndexError, ValueError):
-            assert time.monotonic() < deadline, service.output()
-            time.sleep(0.05)
+            return False
+
+    assert wait_until(scorer_started, 10, 0.05), service.output()  # the scorer is started first thing
+    scorer = pids[0]
     time.sleep(after_s)
     service.process.send_signal(signal.SIGTERM)
     assert service.process.wait(120) == 0, service.output()
