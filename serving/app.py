@@ -14,6 +14,8 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from revenue_model.contract import OUTPUT_COLUMNS
@@ -23,6 +25,7 @@ from serving.core import (
     Overloaded, PredictionService, RequestRecord, RequestRejected, batch_users, invocation_users,
     parse_json, single_user,
 )
+from serving.rate_limit import TokenBucket
 from serving.schemas import openapi_document
 from serving.scorer import ScorerFailed, ScorerSupervisor, ScorerUnavailable
 
@@ -43,6 +46,9 @@ STATS_DB = web.AppKey("stats_db", str)
 METRICS = web.AppKey("metrics", dict)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 OPENAPI = web.AppKey("openapi", dict)
+UNAUTHORISED_ROWS = web.AppKey("unauthorised_rows", TokenBucket)
+# Rows of unauthenticated requests logged at once, before UNAUTHORISED_ROWS_PER_S limits them.
+UNAUTHORISED_BURST = 10
 
 
 def json_response(body, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -64,6 +70,9 @@ def _metrics(registry: CollectorRegistry) -> dict:
                          registry=registry),
         "scorer_up": Gauge("revenue_scorer_up", "1 when the scoring server answers", registry=registry),
         "scorer_restarts": Gauge("revenue_scorer_restarts", "Scoring server restarts", registry=registry),
+        "unauthorised_not_logged": Counter(
+            "revenue_unauthorised_rows_not_logged", "401 answers over UNAUTHORISED_ROWS_PER_S, counted "
+            "here instead of logged", registry=registry),
     }
 
 
@@ -78,12 +87,13 @@ async def handle(request: web.Request, handler) -> web.StreamResponse:
     request["record"] = record
     counted = request.path in PREDICTION_ROUTES
     try:
+        # Before admission: unauthenticated requests must not take the places of real ones.
+        if settings.api_key and request.path not in OPEN_ROUTES and not _authorised(request, settings):
+            raise RequestRejected(401, "unauthorised", "a valid API key is required in X-API-Key")
         if counted:
             service.admit()
             service.in_flight += 1
         try:
-            if settings.api_key and request.path not in OPEN_ROUTES and not _authorised(request, settings):
-                raise RequestRejected(401, "unauthorised", "a valid API key is required in X-API-Key")
             response = await handler(request)
         finally:
             if counted:
@@ -119,18 +129,21 @@ async def handle(request: web.Request, handler) -> web.StreamResponse:
     response.headers[REQUEST_ID_HEADER] = record.request_id
     response.headers[MODEL_VERSION_HEADER] = service.identity.version
     # Runs when this request's task next waits, which is after the answer is written to the socket.
-    asyncio.get_running_loop().call_soon(_account, service, metrics, record, response.status, counted)
+    asyncio.get_running_loop().call_soon(_account, app, record, response.status, counted)
     return response
 
 
-def _account(service: PredictionService, metrics: dict, record: RequestRecord, status: int, counted: bool) -> None:
+def _account(app: web.Application, record: RequestRecord, status: int, counted: bool) -> None:
     """Metrics and log rows of one answered request."""
+    service, metrics = app[SERVICE], app[METRICS]
     version = service.identity.version
     metrics["requests"].labels(record.route, str(status), version).inc()
     metrics["latency"].labels(record.route, version).observe(record.latency_ms() / 1000)
     if status == 200 and record.outputs:
         metrics["users"].labels(record.route, version).inc(len(record.outputs))
-    if counted or status >= 400:
+    if status == 401 and not app[UNAUTHORISED_ROWS].take():
+        metrics["unauthorised_not_logged"].inc()  # anyone can send these: they must not fill the database
+    elif counted or status >= 400:
         service.record(record, status)
 
 
@@ -138,19 +151,31 @@ def _authorised(request: web.Request, settings: Settings) -> bool:
     given = request.headers.get("X-API-Key", "")
     if not given and request.headers.get("Authorization", "").startswith("Bearer "):
         given = request.headers["Authorization"][len("Bearer "):]
-    return hmac.compare_digest(given.encode(), settings.api_key.encode())
+    # aiohttp keeps header bytes that are not UTF-8 as lone surrogates: compare them as the bytes sent.
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), settings.api_key.encode())
+
+
+def _content_type(request: web.Request) -> str | None:
+    """The Content-Type header as sent, or None; 415 when it is not printable ASCII (RFC 9110's
+    media types are), which the scorer could not be sent either."""
+    value = request.headers.get("Content-Type")
+    if value is not None and not (value.isascii() and value.isprintable()):
+        raise RequestRejected(415, "unsupported_media_type", "Content-Type must be printable ASCII",
+                              [{"row": None, "field": "Content-Type", "reason": "is not printable ASCII"}])
+    return value
 
 
 def _media_type(request: web.Request) -> str:
     """The Content-Type without parameters; JSON when the client sent none."""
-    return request.content_type if "Content-Type" in request.headers else "application/json"
+    return request.content_type if _content_type(request) is not None else "application/json"
 
 
 async def _json_body(request: web.Request):
     content_type = _media_type(request)
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise RequestRejected(415, "unsupported_media_type",
-                              f"Content-Type must be application/json, not {content_type!r}")
+                              f"Content-Type must be application/json, not {content_type!r}",
+                              [{"row": None, "field": "Content-Type", "reason": "is not JSON"}])
     body = await _read_body(request)
     request["body"] = body
     try:
@@ -165,12 +190,28 @@ def _keep_body(request: web.Request, limit: int = 100_000) -> None:
     request["record"].raw_body = request["body"][:limit].decode("utf-8", "backslashreplace")
 
 
+# What aiohttp decompresses; any other Content-Encoding would reach us still encoded.
+CONTENT_ENCODINGS = ("identity", "gzip", "deflate")
+
+
 async def _read_body(request: web.Request) -> bytes:
+    """The body, decompressed; at most MAX_BODY_BYTES after decompression (aiohttp counts the
+    inflated bytes and stops there, so a small gzip bomb is a 413 too)."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in CONTENT_ENCODINGS:
+        raise RequestRejected(415, "unsupported_content_encoding",
+                              f"Content-Encoding must be one of {', '.join(CONTENT_ENCODINGS)}",
+                              [{"row": None, "field": "Content-Encoding", "reason": "is not supported"}])
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise RequestRejected(413, "body_too_large",
-                              f"the body is over {request.app[SETTINGS].max_body_bytes} bytes") from None
+                              f"the body is over {request.app[SETTINGS].max_body_bytes} bytes (after decompression)",
+                              [{"row": None, "field": "body", "reason": "is too large"}]) from None
+    except (HttpProcessingError, RequestPayloadError) as error:  # not the gzip it says, a broken chunk ...
+        field = "Content-Encoding" if encoding != "identity" else "body"
+        raise RequestRejected(400, "unreadable_body", f"{field}: the body could not be read: {error}",
+                              [{"row": None, "field": field, "reason": "could not be decoded"}]) from None
 
 
 def _prediction(output: dict, user) -> dict:
@@ -216,7 +257,7 @@ async def invocations(request: web.Request) -> web.Response:
     """
     service, record = request.app[SERVICE], request["record"]
     # No header: a body of unknown type (RFC 9110), which MLflow answers with 415 and its types.
-    content_type = request.headers.get("Content-Type") or "application/octet-stream"
+    content_type = _content_type(request) or "application/octet-stream"
     if request.content_type == "application/json":
         payload = await _json_body(request)
         users = invocation_users(payload)
@@ -254,18 +295,23 @@ async def model_info(request: web.Request) -> web.Response:
 
 
 def parse_since(text: str | None, now: datetime) -> datetime:
+    """``since`` as a UTC time: ISO 8601 (UTC when it has no offset) or a duration back from
+    ``now``; 400 naming ``since`` when it is neither, or falls outside years 1-9999."""
     if not text:
         return datetime(1970, 1, 1, tzinfo=timezone.utc)
-    if match := _DURATION.match(text.strip()):
-        return now - timedelta(**{_UNITS[match[2]]: float(match[1])})
     try:
+        if match := _DURATION.match(text.strip()):
+            return now - timedelta(**{_UNITS[match[2]]: float(match[1])})
         # "+00:00" typed into a URL arrives as " 00:00".
         moment = datetime.fromisoformat(text.strip().replace(" ", "+"))
+        # In UTC: PostgreSQL takes offsets up to 15:59 only, Python up to 23:59.
+        return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
     except ValueError:
-        raise RequestRejected(400, "invalid_input", f"since: {text[:100]!r} is neither an ISO 8601 time "
-                              "nor a duration like 30m, 6h, 7d",
-                              [{"row": None, "field": "since", "reason": "is not a time or a duration"}]) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        reason = "is not a time or a duration"
+    except OverflowError:
+        reason = "is outside the years 1 to 9999"
+    raise RequestRejected(400, "invalid_input", f"since: {text[:100]!r} {reason} (an ISO 8601 time "
+                          "or a duration like 30m, 6h, 7d)", [{"row": None, "field": "since", "reason": reason}])
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -330,6 +376,7 @@ def build_app(settings: Settings, service: PredictionService, supervisor: Scorer
     app[OPENAPI] = openapi_document()
     app[METRICS] = _metrics(registry)
     app[SERVICE], app[SUPERVISOR], app[SETTINGS], app[STATS_DB] = service, supervisor, settings, database_url
+    app[UNAUTHORISED_ROWS] = TokenBucket(settings.unauthorised_rows_per_s, UNAUTHORISED_BURST)
     app.router.add_get("/health", health)
     app.router.add_post("/predict", predict)
     app.router.add_post("/batch_predict", batch_predict)

@@ -107,6 +107,9 @@ def invocation_users(payload: Any) -> list | None:
         split = payload["dataframe_split"]
         columns, data = split.get("columns"), split.get("data")
         if isinstance(columns, list) and isinstance(data, list):
+            if not all(isinstance(c, str) for c in columns):
+                raise RequestRejected(400, "invalid_input", "dataframe_split.columns must be a list of strings",
+                                      [{"row": None, "field": "dataframe_split.columns", "reason": "not all strings"}])
             return [dict(zip(columns, row)) if isinstance(row, list) else row for row in data]
     for key in ("dataframe_records", "instances", "inputs"):
         value = payload.get(key)

@@ -22,6 +22,7 @@ import psycopg2
 import pytest
 
 from tests.serving.conftest import Service, rows_for, wait_until
+from tests.serving.test_edges import raw_http
 
 USER = {"country": "es", "country_region": "Madrid", "source": "Organic", "platform": "iOS",
         "device_family": "Apple iPhone", "os_version": "14.4", "event_1": 100, "event_2": 50, "event_3": 10.0}
@@ -325,9 +326,29 @@ def test_with_an_api_key_every_route_but_health_requires_it(champion_store, post
         for path in ("/stats", "/model/info"):
             status, _, answer = http.get(path, headers={"X-API-Key": key})
             assert status == 200 and marker not in json.dumps(answer)
+        # Header values that are not UTF-8, or not latin-1: a 401 like any wrong key, never a 500.
+        for value in (b"\xff\xfe", "cl\u00e9-\u4e2d".encode()):
+            for header, sent in ((b"X-API-Key", value), (b"Authorization", b"Bearer " + value)):
+                assert raw_http(service.port, "GET", b"/model/info", [(header, sent)])[0] == 401, (header, sent)
+        # Unauthenticated requests cannot fill the database: their rows are rate-limited (all counted).
+        prefix = f"anon-{uuid.uuid4().hex[:8]}"
+        started = time.monotonic()
+        for i in range(60):
+            assert http.post("/predict", USER, headers={"X-Request-Id": f"{prefix}-{i}"})[0] == 401
+        elapsed = time.monotonic() - started
+        time.sleep(1.5)  # the writer's batching window
+        ids, rows = table_counts(service.database_url, prefix)
+        assert rows <= 10 + elapsed * 1 + 1, (rows, elapsed)  # the burst, then 1 a second
+        metrics = http.get("/metrics", headers={"X-API-Key": key})[2]
+        assert unauthorised_not_logged(metrics) >= 60 - rows
         assert key not in service.output()
     finally:
         service.stop()
+
+
+def unauthorised_not_logged(metrics_text: str) -> float:
+    return sum(float(line.split()[-1]) for line in metrics_text.splitlines()
+               if line.startswith("revenue_unauthorised_rows_not_logged_total"))
 
 
 def test_the_service_listens_on_loopback_only(service):
