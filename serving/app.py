@@ -10,6 +10,7 @@ import hmac
 import logging
 import re
 import uuid
+import zlib
 from datetime import datetime, timedelta, timezone
 
 import orjson
@@ -22,9 +23,10 @@ from revenue_model.contract import OUTPUT_COLUMNS
 from serving import database
 from serving.config import Settings
 from serving.core import (
-    Overloaded, PredictionService, RequestRecord, RequestRejected, batch_users, invocation_users,
-    parse_json, single_user,
+    BODY_COST, VALUE_COST, VALUES_PER_USER, Overloaded, PredictionService, RequestRecord, RequestRejected,
+    batch_users, count_json_values, invocation_users, parse_json, single_user,
 )
+from serving.inflate import ENCODINGS, TooLarge, inflate
 from serving.rate_limit import TokenBucket
 from serving.schemas import openapi_document
 from serving.scorer import ScorerFailed, ScorerSupervisor, ScorerUnavailable
@@ -35,6 +37,7 @@ REQUEST_ID_HEADER = "X-Request-Id"
 MODEL_VERSION_HEADER = "X-Model-Version"
 PREDICTION_ROUTES = {"/predict", "/batch_predict", "/invocations"}
 OPEN_ROUTES = {"/health"}  # the only route without the API key
+CHARGED = "charged"  # a request's memory estimate, counted against MAX_IN_FLIGHT_BYTES
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -80,24 +83,38 @@ def _metrics(registry: CollectorRegistry) -> dict:
 async def handle(request: web.Request, handler) -> web.StreamResponse:
     """Request id, API key, admission, error mapping, metrics and the log record of every request."""
     app = request.app
-    service, metrics, settings = app[SERVICE], app[METRICS], app[SETTINGS]
+    service = app[SERVICE]
     sent_id = request.headers.get(REQUEST_ID_HEADER, "")
     record = RequestRecord(sent_id if _SAFE_REQUEST_ID.match(sent_id) else uuid.uuid4().hex,
                            request.path if request.match_info.route.resource else "(unknown)")
     request["record"] = record
     counted = request.path in PREDICTION_ROUTES
     try:
+        response = await _answer(request, handler, record, counted)
+        response.headers[REQUEST_ID_HEADER] = record.request_id
+        response.headers[MODEL_VERSION_HEADER] = service.identity.version
+        # Runs when this request's task next waits, which is after the answer is written to the socket.
+        asyncio.get_running_loop().call_soon(_account, app, record, response.status, counted,
+                                             request.get(CHARGED))
+        return response
+    except BaseException:  # not handed over to _account
+        if CHARGED in request:
+            service.release(request[CHARGED])
+        raise
+
+
+async def _answer(request: web.Request, handler, record: RequestRecord, counted: bool) -> web.StreamResponse:
+    """The handler's answer, or the error it raised as a JSON answer."""
+    service, settings = request.app[SERVICE], request.app[SETTINGS]
+    try:
         # Before admission: unauthenticated requests must not take the places of real ones.
         if settings.api_key and request.path not in OPEN_ROUTES and not _authorised(request, settings):
             raise RequestRejected(401, "unauthorised", "a valid API key is required in X-API-Key")
         if counted:
-            service.admit()
-            service.in_flight += 1
-        try:
-            response = await handler(request)
-        finally:
-            if counted:
-                service.in_flight -= 1
+            charge = BODY_COST * _body_bound(request, settings)
+            service.admit(charge)
+            request[CHARGED] = charge  # released by _account: the request's memory lives until then
+        response = await handler(request)
     except RequestRejected as error:
         record.error = record.error or error.message
         response = json_response({**error.body(), "request_id": record.request_id}, error.status)
@@ -126,16 +143,22 @@ async def handle(request: web.Request, handler) -> web.StreamResponse:
         record.error = "internal error"
         response = json_response({"error": "internal_error", "message": "unexpected error; it was logged",
                                   "request_id": record.request_id}, 500)
-    response.headers[REQUEST_ID_HEADER] = record.request_id
-    response.headers[MODEL_VERSION_HEADER] = service.identity.version
-    # Runs when this request's task next waits, which is after the answer is written to the socket.
-    asyncio.get_running_loop().call_soon(_account, app, record, response.status, counted)
     return response
 
 
-def _account(app: web.Application, record: RequestRecord, status: int, counted: bool) -> None:
-    """Metrics and log rows of one answered request."""
+def _account(app: web.Application, record: RequestRecord, status: int, counted: bool,
+             charged: int | None) -> None:
+    """Metrics and log rows of one answered request; then its admission is released."""
     service, metrics = app[SERVICE], app[METRICS]
+    try:
+        _count_and_log(app, service, metrics, record, status, counted)
+    finally:
+        if charged is not None:
+            service.release(charged)
+
+
+def _count_and_log(app, service: PredictionService, metrics: dict, record: RequestRecord, status: int,
+                   counted: bool) -> None:
     version = service.identity.version
     metrics["requests"].labels(record.route, str(status), version).inc()
     metrics["latency"].labels(record.route, version).observe(record.latency_ms() / 1000)
@@ -153,6 +176,14 @@ def _authorised(request: web.Request, settings: Settings) -> bool:
         given = request.headers["Authorization"][len("Bearer "):]
     # aiohttp keeps header bytes that are not UTF-8 as lone surrogates: compare them as the bytes sent.
     return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), settings.api_key.encode())
+
+
+def _body_bound(request: web.Request, settings: Settings) -> int:
+    """The most bytes this request's body can take once read: its Content-Length when it is sent
+    as is, else (compressed, chunked) MAX_BODY_BYTES."""
+    length = request.content_length
+    encoded = request.headers.get("Content-Encoding", "identity").strip().lower() != "identity"
+    return settings.max_body_bytes if length is None or encoded else min(length, settings.max_body_bytes)
 
 
 def _content_type(request: web.Request) -> str | None:
@@ -178,40 +209,47 @@ async def _json_body(request: web.Request):
                               [{"row": None, "field": "Content-Type", "reason": "is not JSON"}])
     body = await _read_body(request)
     request["body"] = body
+    values, most = count_json_values(body), VALUES_PER_USER * request.app[SETTINGS].max_batch_users
     try:
+        if values > most:
+            raise RequestRejected(413, "too_many_values", f"the body holds more than {most} JSON values",
+                                  [{"row": None, "field": "body", "reason": f"more than {most} JSON values"}])
+        if CHARGED in request:  # what it parses into counts against MAX_IN_FLIGHT_BYTES too
+            request.app[SERVICE].grow(VALUE_COST * values)
+            request[CHARGED] += VALUE_COST * values
         return parse_json(body)
     except RequestRejected:
         _keep_body(request)
         raise
 
 
-def _keep_body(request: web.Request, limit: int = 100_000) -> None:
-    """Log the body as sent (decoded leniently) when it has no users to log one by one."""
+def _keep_body(request: web.Request) -> None:
+    """Log the body as sent (decoded leniently, its start only) when it has no users to log one by one."""
+    limit = request.app[SETTINGS].log_input_max_bytes
     request["record"].raw_body = request["body"][:limit].decode("utf-8", "backslashreplace")
 
 
-# What aiohttp decompresses; any other Content-Encoding would reach us still encoded.
-CONTENT_ENCODINGS = ("identity", "gzip", "deflate")
-
-
 async def _read_body(request: web.Request) -> bytes:
-    """The body, decompressed; at most MAX_BODY_BYTES after decompression (aiohttp counts the
-    inflated bytes and stops there, so a small gzip bomb is a 413 too)."""
+    """The body, inflated when it is compressed; at most MAX_BODY_BYTES both as sent and inflated."""
+    limit = request.app[SETTINGS].max_body_bytes
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in CONTENT_ENCODINGS:
-        raise RequestRejected(415, "unsupported_content_encoding",
-                              f"Content-Encoding must be one of {', '.join(CONTENT_ENCODINGS)}",
-                              [{"row": None, "field": "Content-Encoding", "reason": "is not supported"}])
+    if encoding not in ENCODINGS:
+        raise RequestRejected(415, "unsupported_content_encoding", f"Content-Encoding must be one of "
+                              f"{', '.join(ENCODINGS)}", [{"row": None, "field": "Content-Encoding",
+                                                           "reason": "is not supported"}])
     try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise RequestRejected(413, "body_too_large",
-                              f"the body is over {request.app[SETTINGS].max_body_bytes} bytes (after decompression)",
+        body = inflate(await request.read(), encoding, limit)
+    except (web.HTTPRequestEntityTooLarge, TooLarge):
+        # Made here, not kept in a local: a local holding the exception would make its traceback a
+        # reference cycle that keeps the inflated bytes alive until a full garbage collection.
+        raise RequestRejected(413, "body_too_large", f"the body is over {limit} bytes (after decompression)",
                               [{"row": None, "field": "body", "reason": "is too large"}]) from None
-    except (HttpProcessingError, RequestPayloadError) as error:  # not the gzip it says, a broken chunk ...
+    except (zlib.error, HttpProcessingError, RequestPayloadError) as error:  # not gzip after all, a broken chunk
         field = "Content-Encoding" if encoding != "identity" else "body"
         raise RequestRejected(400, "unreadable_body", f"{field}: the body could not be read: {error}",
                               [{"row": None, "field": field, "reason": "could not be decoded"}]) from None
+    request["record"].body_bytes = len(body)
+    return body
 
 
 def _prediction(output: dict, user) -> dict:

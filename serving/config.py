@@ -27,7 +27,10 @@ class Settings:
     max_batch_users: int = 10_000
     max_body_bytes: int = 8 * 1024 * 1024
     max_in_flight: int = 256                # requests beyond this get 503 at once
+    max_in_flight_bytes: int = 96 * 2**20   # estimated memory of requests in flight, likewise (core.py)
     log_queue_rows: int = 200_000           # rows held in memory before spilling to disk
+    log_queue_bytes: int = 256 * 2**20      # their estimated memory, likewise
+    log_input_max_bytes: int = 16 * 1024    # JSON of one user's stored input (serving/stored_input.py)
     unauthorised_rows_per_s: float = 1.0    # log rows of 401 answers (burst of 10); the rest only counted
     api_key: str = field(default="", repr=False)
 
@@ -50,7 +53,10 @@ class Settings:
             max_batch_users=int(get("MAX_BATCH_USERS", cls.max_batch_users)),
             max_body_bytes=int(get("MAX_BODY_BYTES", cls.max_body_bytes)),
             max_in_flight=int(get("MAX_IN_FLIGHT", cls.max_in_flight)),
+            max_in_flight_bytes=int(get("MAX_IN_FLIGHT_BYTES", cls.max_in_flight_bytes)),
             log_queue_rows=int(get("LOG_QUEUE_ROWS", cls.log_queue_rows)),
+            log_queue_bytes=int(get("LOG_QUEUE_BYTES", cls.log_queue_bytes)),
+            log_input_max_bytes=int(get("LOG_INPUT_MAX_BYTES", cls.log_input_max_bytes)),
             unauthorised_rows_per_s=float(get("UNAUTHORISED_ROWS_PER_S", cls.unauthorised_rows_per_s)),
             api_key=get("API_KEY", ""),
         )

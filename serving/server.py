@@ -57,7 +57,8 @@ async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threa
         _server, url = started  # the server stops when this process exits
         log.info("embedded PostgreSQL in %s", settings.pgdata_dir)
     log.info("model %s version %s (%s)", identity.name or identity.uri, identity.version, settings.model_uri)
-    writer = LogWriter(url, settings.spill_dir, max_rows=settings.log_queue_rows).start()
+    writer = LogWriter(url, settings.spill_dir, max_rows=settings.log_queue_rows,
+                       max_bytes=settings.log_queue_bytes).start()
 
     http = ScorerHttp("127.0.0.1", scorer.port, timeout_s=settings.scorer_timeout_s)
     supervisor = ScorerSupervisor(scorer, http)
@@ -66,9 +67,12 @@ async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threa
         await supervisor.start()
         client = ScorerClient(supervisor, lanes=settings.scorer_workers)
         service = PredictionService(identity, client, writer, max_in_flight=settings.max_in_flight,
-                                    max_users=settings.max_batch_users)
+                                    max_users=settings.max_batch_users,
+                                    max_input_bytes=settings.log_input_max_bytes,
+                                    max_in_flight_bytes=settings.max_in_flight_bytes)
         runner = web.AppRunner(build_app(settings, service, supervisor, url), handle_signals=False,
-                               shutdown_timeout=30, access_log=None)
+                               shutdown_timeout=30, access_log=None,
+                               auto_decompress=False)  # bounded inflation in app._read_body (serving/inflate.py)
         await runner.setup()
         # Everything loaded so far lives as long as the process: out of every garbage collection
         # (a full collection over MLflow's and aiohttp's objects took 90 ms, stalling requests).

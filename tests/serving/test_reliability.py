@@ -7,6 +7,7 @@ so the shared one keeps serving the other tests.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import http.client
 import json
 import os
@@ -15,6 +16,8 @@ import socket
 import threading
 import time
 import uuid
+import zlib
+from collections import Counter
 
 import aiohttp
 import pgserver
@@ -214,6 +217,84 @@ def test_overload_is_refused_quickly_with_bounded_memory_and_recovers(champion_s
         assert time.monotonic() - started < 1.0
         print(f"{len(statuses)} requests: {statuses.count(200)} answered, {statuses.count(503)} refused; "
               f"proxy RSS peak {max(peak):.0f} MB")
+    finally:
+        service.stop()
+
+
+def gzip_bomb(inflated_bytes: int) -> bytes:
+    """A gzip body of about a thousandth of ``inflated_bytes``, built without holding them."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: the gzip container
+    chunk = b" " * 2**20
+    return b"".join([*(packer.compress(chunk) for _ in range(inflated_bytes // len(chunk))), packer.flush()])
+
+
+MAX_BODY = 8 * 2**20  # MAX_BODY_BYTES' default
+# The memory bound of docs/reliability.md, over the idle service: twice MAX_IN_FLIGHT_BYTES (96 MB; the
+# estimate of a request's memory is its body 4 times over and 128 bytes per JSON value, but malloc keeps
+# some of what was freed), plus 64 MB for the log queue and what the allocator holds on to.
+FLOOD_BOUND_MB = 2 * 96 + 64
+
+
+@pytest.mark.slow
+def test_a_flood_of_maximal_requests_stays_under_the_memory_bound(champion_store, postgres, tmp_path):
+    """Bodies of MAX_BODY_BYTES, unknown fields of 8 MB, gzip inflating to 8 MB and to 256 MB."""
+    service = Service(tmp_path, champion_store, postgres).start()
+    url = f"http://127.0.0.1:{service.port}"
+    blob_user = {**USER, "blob": "x" * (MAX_BODY - 1024)}
+    many = [{**USER, "blob": "y" * 80_000} for _ in range(100)]
+    tiny_fields = {**USER, **{f"f{i}": 0 for i in range(300_000)}}  # under 32 JSON values per batch user
+    too_many = {**USER, **{f"f{i}": 0 for i in range(550_000)}}
+    kinds = {  # name: (path, body, headers, statuses it may get)
+        "an 8 MB unknown field": ("/predict", json.dumps(blob_user).encode(), {}, {200, 503}),
+        "100 users with 80 KB unknown fields": ("/batch_predict", json.dumps({"users": many}).encode(), {},
+                                                {200, 503}),
+        "gzip inflating to 8 MB": ("/predict", gzip.compress(json.dumps(blob_user).encode()),
+                                   {"Content-Encoding": "gzip"}, {200, 503}),
+        "gzip inflating to 256 MB": ("/predict", gzip_bomb(256 * 2**20), {"Content-Encoding": "gzip"}, {413, 503}),
+        "300,000 tiny unknown fields": ("/predict", json.dumps(tiny_fields).encode(), {}, {200, 503}),
+        "550,000 tiny unknown fields": ("/predict", json.dumps(too_many).encode(), {}, {413, 503}),
+    }
+    assert all(len(body) <= MAX_BODY for _, body, _, _ in kinds.values())
+    pid = service.process.pid
+    idle = rss_mb(pid)
+    peak, answers, prefix = [idle], [], f"flood-{uuid.uuid4().hex[:6]}"
+
+    async def flood(seconds: float, clients: int):
+        deadline = time.monotonic() + seconds
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
+            async def client(k: int):
+                i = 0
+                while time.monotonic() < deadline:
+                    name = list(kinds)[(k + i) % len(kinds)]
+                    path, body, headers, _ = kinds[name]
+                    request_id = f"{prefix}-{k}-{i}"
+                    i += 1
+                    try:
+                        async with session.post(url + path, data=body, headers={
+                                "Content-Type": "application/json", "X-Request-Id": request_id, **headers}) as r:
+                            await r.read()
+                            answers.append((name, request_id, r.status))
+                    except aiohttp.ClientOSError:  # answered (503, 413) before the body was all sent
+                        answers.append((name, request_id, "reset"))
+
+            async def watch():
+                while time.monotonic() < deadline + 2:
+                    peak.append(rss_mb(pid))
+                    await asyncio.sleep(0.1)
+            await asyncio.gather(watch(), *(client(k) for k in range(clients)))
+
+    try:
+        asyncio.run(flood(15, 16))
+        print(Counter((name, status) for name, _, status in answers))
+        print(f"{len(answers)} requests; service RSS idle {idle:.0f} MB, peak {max(peak):.0f} MB")
+        for name, _, status in answers:
+            assert status in kinds[name][3] | {"reset"}, (name, status)
+        assert sum(s == 200 for _, _, s in answers) >= 20
+        logged = rows_for(service.database_url, [rid for name, rid, s in answers if s == 200][:20], expected=20)
+        for row in logged:  # stored within LOG_INPUT_MAX_BYTES, saying what was left out
+            assert len(json.dumps(row["input_data"]).encode()) <= 16 * 1024 and "_truncated" in row["input_data"]
+            assert row["input_data"]["country"] == "es"
+        assert max(peak) - idle < FLOOD_BOUND_MB, f"RSS rose from {idle:.0f} to {max(peak):.0f} MB"
     finally:
         service.stop()
 
