@@ -73,6 +73,22 @@ def _metrics(registry: CollectorRegistry) -> dict:
                          registry=registry),
         "scorer_up": Gauge("revenue_scorer_up", "1 when the scoring server answers", registry=registry),
         "scorer_restarts": Gauge("revenue_scorer_restarts", "Scoring server restarts", registry=registry),
+        "log_queue_bytes": Gauge("revenue_log_queue_bytes", "Estimated memory of the queued log rows",
+                                 registry=registry),
+        "log_spill_bytes": Gauge("revenue_log_spill_bytes", "Bytes of log rows waiting in the spill file",
+                                 registry=registry),
+        "log_writer_alive": Gauge("revenue_log_writer_alive", "1 when the log writer thread runs",
+                                  registry=registry),
+        "log_writer_restarts": Gauge("revenue_log_writer_restarts", "Log writer threads started again",
+                                     registry=registry),
+        "log_writer_errors": Gauge("revenue_log_writer_errors", "Log writer cycles that failed and were retried",
+                                   registry=registry),
+        "log_alarm": Gauge("revenue_log_alarm", "1 while PostgreSQL refuses the whole log (rows kept on disk)",
+                           registry=registry),
+        "log_rejected": Gauge("revenue_log_rows_rejected", "Rows PostgreSQL refused for their content, "
+                              "kept in rejected.jsonl", registry=registry),
+        "log_set_aside": Gauge("revenue_log_spill_lines_set_aside", "Spill lines that were not rows, kept in "
+                               "corrupt.jsonl", registry=registry),
         "unauthorised_not_logged": Counter(
             "revenue_unauthorised_rows_not_logged", "401 answers over UNAUTHORISED_ROWS_PER_S, counted "
             "here instead of logged", registry=registry),
@@ -319,12 +335,17 @@ async def invocations(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
+    """200 when the model answers and the log writer runs. PostgreSQL being down is not a 503 (rows
+    wait in the spill file) but shows in ``log_database``; details are in /metrics and the logs."""
     service, supervisor = request.app[SERVICE], request.app[SUPERVISOR]
-    identity = service.identity
-    body = {"status": "healthy" if supervisor.ready else "unavailable", "model_name": identity.name,
+    identity, writer = service.identity, service.writer
+    ready = supervisor.ready and writer.alive
+    body = {"status": "healthy" if ready else "unavailable", "model_name": identity.name,
             "model_version": identity.version, "alias": identity.alias, "run_id": identity.run_id,
+            "log_writer": "running" if writer.alive else "stopped",
+            "log_database": "alarm" if writer.alarm else ("up" if writer.database_up else "down"),
             "timestamp": datetime.now(timezone.utc).isoformat()}
-    return json_response(body, 200 if supervisor.ready else 503)
+    return json_response(body, 200 if ready else 503)
 
 
 async def model_info(request: web.Request) -> web.Response:
@@ -380,6 +401,14 @@ async def metrics(request: web.Request) -> web.Response:
     m["spilled"].set(writer.rows_spilled)
     m["scorer_up"].set(1 if supervisor.ready else 0)
     m["scorer_restarts"].set(supervisor.restarts)
+    m["log_queue_bytes"].set(writer.queued_bytes)
+    m["log_spill_bytes"].set(writer.spill.pending_bytes())
+    m["log_writer_alive"].set(1 if writer.alive else 0)
+    m["log_writer_restarts"].set(writer.restarts)
+    m["log_writer_errors"].set(writer.errors)
+    m["log_alarm"].set(1 if writer.alarm else 0)
+    m["log_rejected"].set(writer.rows_rejected)
+    m["log_set_aside"].set(writer.spill.lines_set_aside)
     return web.Response(body=generate_latest(app[REGISTRY]), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

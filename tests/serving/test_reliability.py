@@ -83,19 +83,29 @@ def test_a_database_outage_loses_no_row_and_writes_none_twice(champion_store, tm
     url = database.get_uri()
     service = Service(tmp_path, champion_store, url).start()
     prefix = f"outage-{uuid.uuid4().hex[:6]}"
+    odd = f"{prefix}-odd"
     try:
         with Load(service.port, prefix) as load:
             time.sleep(4)
             database.cleanup()                        # PostgreSQL stops ...
-            time.sleep(20)
+            time.sleep(2)
+            # Spilled while PostgreSQL is down: a lone surrogate once ended the writer thread for good.
+            status, _, _ = service.http.post("/predict", raw=b'{"country":"es","source":"x","platform":"ios",'
+                                             b'"event_1":1,"event_2":1,"country_region":"\\ud800","n":NaN}',
+                                             headers={"X-Request-Id": odd})
+            assert status == 400
+            health = service.http.get("/health")
+            assert health[0] == 200 and health[2]["log_database"] == "down" and health[2]["log_writer"] == "running"
+            time.sleep(18)
             database = pgserver.get_server(pgdata)    # ... and comes back 20 s later
             time.sleep(4)
         sent = {rid for rid, status in load.answers.items()}
         assert load.failures == [] and set(load.answers.values()) == {200}
         assert len(sent) > 300
-        assert wait_until(lambda: table_counts(url, prefix)[0] == sent, 60), "rows missing after the outage"
+        assert wait_until(lambda: table_counts(url, prefix)[0] == sent | {odd}, 60), "rows missing after the outage"
         ids, rows = table_counts(url, prefix)
-        assert ids == sent and rows == len(sent)      # one row each: none lost, none twice
+        assert ids == sent | {odd} and rows == len(sent) + 1     # one row each: none lost, none twice
+        assert service.http.get("/health")[2]["log_database"] == "up"
         assert service.stop() == 0
     finally:
         service.stop()
