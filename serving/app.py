@@ -13,11 +13,13 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import orjson
+import psycopg2
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from revenue_model.contract import OUTPUT_COLUMNS
-from serving import database
+from serving.db.connection import connect
+from serving.db.stats import prediction_stats
 from serving.config import Settings
 from serving.core import (
     Overloaded, PredictionService, RequestRecord, RequestRejected, batch_users, invocation_users,
@@ -273,15 +275,15 @@ async def stats(request: web.Request) -> web.Response:
     url = request.app[STATS_DB]
 
     def query():
-        connection = database.connect(url)
+        connection = connect(url)
         try:
-            return database.prediction_stats(connection, since)
+            return prediction_stats(connection, since)
         finally:
             connection.close()
 
     try:
         body = await asyncio.to_thread(query)
-    except database.psycopg2.Error as error:
+    except psycopg2.Error as error:
         raise ScorerUnavailable(f"PostgreSQL is unreachable, so statistics are too: {error}") from None
     writer = request.app[SERVICE].writer
     body.update({"since": since.isoformat(), "rows_waiting_to_be_written": writer.queued_rows})

@@ -5,7 +5,7 @@ writes them with multi-row inserts. Memory is bounded: past ``max_rows`` queued 
 ``submit`` appends to the spill file instead. While PostgreSQL is down, the
 thread moves batches to the spill file (one JSON row per line, fsynced), and
 when it is back replays the file before anything newer, then empties it.
-Rows are idempotent in the database (``row_key`` is unique), so a replay
+Rows are idempotent in the database (``row_key`` with role and timestamp is unique), so a replay
 interrupted half way and run again stores each row once.
 """
 
@@ -23,10 +23,13 @@ from typing import Sequence
 
 import psycopg2
 
-from serving import database
+from serving.db.connection import connect
+from serving.db.log_rows import INPUT_DATA, ROW_COLUMNS, to_json, write_rows
+from serving.db.schema import SchemaMismatch, migrate
+from serving.db.partitions import Partitions
 
 log = logging.getLogger("serving.log_writer")
-_TIMESTAMP = database.ROW_COLUMNS.index("timestamp")
+_TIMESTAMP = ROW_COLUMNS.index("timestamp")
 
 
 class LogWriter:
@@ -47,6 +50,7 @@ class LogWriter:
         self._spill_lock = threading.Lock()
         self._stopping = False
         self._connection = None
+        self._partitions = Partitions()
         self._next_connect = 0.0
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
         self.rows_written = 0
@@ -125,12 +129,19 @@ class LogWriter:
             return True
         if time.monotonic() < self._next_connect:
             return False
+        connection = None
         try:
-            self._connection = database.connect(self.database_url, timeout_s=2)
-            database.ensure_schema(self._connection)  # also after a database was recreated
+            connection = connect(self.database_url, timeout_s=2)
+            migrate(connection)  # also after a database was recreated
+            self._connection = connection
+            self._partitions.forget()
             self.database_up = True
             log.info("connected to PostgreSQL")
-        except psycopg2.Error as error:
+        except (psycopg2.Error, SchemaMismatch) as error:
+            if connection is not None:
+                connection.close()
+            if isinstance(error, SchemaMismatch):  # rows stay in the spill file until a person fixes it
+                log.error("the database's layout cannot be used; rows wait in %s: %s", self.spill_path, error)
             self._next_connect = time.monotonic() + self.retry_s
             if self.database_up:
                 log.warning("PostgreSQL is unreachable, spilling rows to %s: %s", self.spill_path, error)
@@ -140,7 +151,7 @@ class LogWriter:
     def _write(self, rows: list[tuple]) -> bool:
         """True when the rows are stored; False when the connection failed (rows not stored)."""
         try:
-            database.write_rows(self._connection, rows)
+            write_rows(self._connection, rows, self._partitions)
             self.rows_written += len(rows)
             return True
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
@@ -157,19 +168,17 @@ class LogWriter:
             # The database is up but refuses some row: one bad row must not hold back the others.
             log.error("PostgreSQL refused a batch of %d rows (%s); writing them one by one",
                       len(rows), str(error).splitlines()[0])
-            self._connection.rollback()
             return all(self._write_alone(row) for row in rows)
 
     def _write_alone(self, row: tuple) -> bool:
         for attempt in (row, _degraded(row)):
             try:
-                database.write_rows(self._connection, [attempt])
+                write_rows(self._connection, [attempt], self._partitions)
                 self.rows_written += 1
                 return True
             except (psycopg2.OperationalError, psycopg2.InterfaceError):
                 return False
             except psycopg2.Error as error:
-                self._connection.rollback()
                 log.error("row %s refused: %s", row[0], str(error).splitlines()[0])
         with self._spill_lock, self.rejected_path.open("a", encoding="utf-8") as f:
             f.write(repr(row) + "\n")
@@ -181,7 +190,7 @@ class LogWriter:
     def _spill(self, rows: Sequence[tuple]) -> None:
         if not rows:
             return
-        lines = "".join(database.to_json(_to_json(row)) + "\n" for row in rows)
+        lines = "".join(to_json(_to_json(row)) + "\n" for row in rows)
         with self._spill_lock, self.spill_path.open("a", encoding="utf-8") as f:
             f.write(lines)
             f.flush()
@@ -206,7 +215,7 @@ class LogWriter:
 def _degraded(row: tuple) -> tuple:
     """The row with its input kept as one JSON string, which PostgreSQL always takes."""
     row = list(row)
-    row[database.INPUT_DATA] = {"unparsed_input": repr(row[database.INPUT_DATA])}
+    row[INPUT_DATA] = {"unparsed_input": repr(row[INPUT_DATA])}
     return tuple(row)
 
 

@@ -17,10 +17,12 @@ import signal
 import threading
 
 import mlflow
+import psycopg2
 import uvloop
 from aiohttp import web
 
-from serving import database
+from serving.db.connection import connect, start_embedded
+from serving.db.schema import SchemaMismatch, migrate
 from serving.app import build_app
 from serving.config import Settings
 from serving.core import PredictionService
@@ -38,6 +40,33 @@ def run(settings: Settings, scorer: ScorerProcess, stop_requested: threading.Eve
     uvloop.run(serve(settings, scorer, stop_requested))
 
 
+def prepare_database(url: str) -> None:
+    """Bring the database to this release's layout before serving.
+
+    A database that is down is not fatal (rows wait in the spill file; the writer migrates once it
+    is back); one that refuses the layout (another table named predictions, no right to create it,
+    a newer release's layout) is: the service stops with the reason instead of losing rows.
+    """
+    try:
+        connection = connect(url, timeout_s=2)
+    except psycopg2.OperationalError as error:
+        log.warning("PostgreSQL is not reachable yet (%s); rows wait in the spill file until it is",
+                    str(error).strip())
+        return
+    try:
+        applied = migrate(connection)
+    except psycopg2.OperationalError as error:
+        log.warning("PostgreSQL went away while checking its layout (%s); rows wait in the spill file",
+                    str(error).strip())
+        return
+    except (SchemaMismatch, psycopg2.Error) as error:
+        raise SystemExit(f"the database at DATABASE_URL cannot hold the prediction log: {error}".strip()) from None
+    finally:
+        connection.close()
+    if applied:
+        log.info("database layout migrated to version %d (applied %s)", applied[-1], applied)
+
+
 async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threading.Event) -> None:
     # From here on a signal sets `stop`; one during start-up lets the start finish, then stops in order.
     stop = asyncio.Event()
@@ -50,13 +79,14 @@ async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threa
         mlflow.set_tracking_uri(settings.tracking_uri)
     url = settings.database_url
     # The embedded database and the registry are independent: start and read them together.
-    embedded = asyncio.to_thread(database.start_embedded, settings.pgdata_dir) if not url else None
+    embedded = asyncio.to_thread(start_embedded, settings.pgdata_dir) if not url else None
     identity, started = await asyncio.gather(asyncio.to_thread(resolve_model, settings.model_uri, scorer.model_dir),
                                              embedded or asyncio.sleep(0))
     if embedded is not None:
         _server, url = started  # the server stops when this process exits
         log.info("embedded PostgreSQL in %s", settings.pgdata_dir)
     log.info("model %s version %s (%s)", identity.name or identity.uri, identity.version, settings.model_uri)
+    await asyncio.to_thread(prepare_database, url)
     writer = LogWriter(url, settings.spill_dir, max_rows=settings.log_queue_rows).start()
 
     http = ScorerHttp("127.0.0.1", scorer.port, timeout_s=settings.scorer_timeout_s)

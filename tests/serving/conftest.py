@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -28,6 +29,18 @@ def postgres(tmp_path_factory):
     server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"))
     yield server.get_uri()
     server.cleanup()
+
+
+@pytest.fixture
+def fresh_database(postgres):
+    """A new, empty database in the session's PostgreSQL; its URL."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(postgres)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    admin.close()
+    return postgres.replace("/postgres?", f"/{name}?", 1)
 
 
 @dataclass

@@ -7,19 +7,21 @@ from datetime import datetime, timezone
 import psycopg2
 import pytest
 
-from serving import database
+from serving.db.connection import connect
+from serving.db.log_rows import ROW_COLUMNS
+from serving.db.schema import migrate
 from serving.log_writer import LogWriter
 from tests.serving.conftest import wait_until
 
 UNREACHABLE = "postgresql://postgres:@/postgres?host=/nonexistent-socket-dir"
 
 
-def row(request_id: str, i: int = 0, input_data=None, country="es"):
-    values = dict.fromkeys(database.ROW_COLUMNS)
-    values.update(row_key=f"{request_id}:{i}", timestamp=datetime.now(timezone.utc), request_id=request_id,
-                  user_index=i, route="/predict", status_code=200, country=country,
-                  input_data=input_data if input_data is not None else {"country": country})
-    return tuple(values[c] for c in database.ROW_COLUMNS)
+def row(request_id: str, i: int = 0, input_data=None, country="es", timestamp=None):
+    values = dict.fromkeys(ROW_COLUMNS)
+    values.update(row_key=f"{request_id}:{i}", timestamp=timestamp or datetime.now(timezone.utc),
+                  request_id=request_id, user_index=i, role="champion", route="/predict", status_code=200,
+                  country=country, input_data=input_data if input_data is not None else {"country": country})
+    return tuple(values[c] for c in ROW_COLUMNS)
 
 
 def stored(url, request_id):
@@ -33,8 +35,8 @@ def stored(url, request_id):
 
 @pytest.fixture
 def schema(postgres):
-    connection = database.connect(postgres)
-    database.ensure_schema(connection)
+    connection = connect(postgres)
+    migrate(connection)
     connection.close()
     return postgres
 
@@ -42,8 +44,9 @@ def schema(postgres):
 def test_a_row_submitted_twice_is_stored_once(schema, tmp_path):
     request = uuid.uuid4().hex
     writer = LogWriter(schema, tmp_path).start()
-    writer.submit([row(request, 0), row(request, 1)])
-    writer.submit([row(request, 0)])
+    first, second = row(request, 0), row(request, 1)
+    writer.submit([first, second])
+    writer.submit([first])
     writer.stop()
     assert [r[0] for r in stored(schema, request)] == [0, 1]
 
@@ -97,3 +100,18 @@ def test_stop_spills_what_it_cannot_write(tmp_path):
     writer.submit([row(uuid.uuid4().hex, i) for i in range(3)])
     writer.stop()
     assert writer.spilled_rows_pending == 3
+
+
+def test_rows_of_a_day_without_a_partition_get_one(schema, tmp_path):
+    """Replayed rows can be days old: their day's partition is made on demand, not refused."""
+    request = uuid.uuid4().hex
+    long_ago = datetime(2019, 3, 4, 23, 59, 59, tzinfo=timezone.utc)
+    writer = LogWriter(schema, tmp_path).start()
+    writer.submit([row(request, 0, timestamp=long_ago), row(request, 1)])
+    writer.stop()
+    assert [r[0] for r in stored(schema, request)] == [0, 1]
+    with psycopg2.connect(schema) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT tableoid::regclass::text FROM predictions WHERE request_id = %s AND user_index = 0",
+                       (request,))
+        assert cursor.fetchone() == ("predictions_20190304",)
+    connection.close()
