@@ -13,7 +13,7 @@ RUN := PATH=$(CURDIR)/$(BIN):$$PATH
 
 # pip's own output goes to $(VENV)/install.log; on failure its last lines are shown.
 $(STAMP): pyproject.toml
-	@echo "install: the project and its pinned dependencies into $(VENV) (1-3 min the first time) ..."
+	@echo "install: the project and its pinned dependencies into $(VENV) (a few minutes the first time) ..."
 	@began=$$(date +%s); \
 	{ test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); } && \
 	{ $(BIN)/python -m pip install --upgrade pip && $(BIN)/python -m pip install -e '.[dev]'; } \

@@ -110,7 +110,7 @@ def main(argv=None) -> int:
         if not Path(args.data_path).exists():
             mlflow_run("generate_data", f"{args.rows:,} synthetic users into {args.data_path}", log_dir, bool(level),
                        rows=args.rows, output=args.data_path)
-        mlflow_run("train", f"every candidate on {args.data_path}, one line each (about a minute on 2 cores)",
+        mlflow_run("train", f"every candidate on {args.data_path}, one line each (about a minute on 2 idle cores)",
                    log_dir, bool(level), data_path=args.data_path, model_name=args.model_name,
                    candidates=args.candidates)
         mlflow_run("promote", "the winner to @champion if it passes the gate", log_dir, bool(level),

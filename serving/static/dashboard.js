@@ -183,15 +183,15 @@
     const per = step >= 86400 ? "day" : step >= 3600 ? `${step / 3600} h` : step >= 60 ? `${step / 60} min` : `${step} s`;
     plot("panel-traffic", {
       shapeKey: per,
-      series: [{}, { label: `users scored per ${per}`, stroke: COLOURS[0], fill: "rgba(37,99,235,.15)", width: 1.5, scale: "users" },
-               { label: "failed predictions, % of requests", stroke: COLOURS[1], width: 1.5, scale: "pct",
+      series: [{}, { label: `users scored per ${per}`, stroke: COLOURS[0], fill: "rgba(37,99,235,.18)", width: 2, scale: "users" },
+               { label: "failed predictions, % of requests", stroke: "rgba(198,40,40,.75)", width: 1, scale: "pct",
                  spanGaps: false, points: sparsePoints(COLOURS[1]), value: (u, v) => (v == null ? "–" : v.toFixed(1) + "%") }],
       scales: { users: { range: (u, lo, hi) => [0, Math.max(1, hi * 1.1)] },
                 // 5 % at least: a handful of failures in a quiet interval is not drawn as a wall of red
                 pct: { range: (u, lo, hi) => [0, Math.max(5, Math.min(100, hi * 1.1))] } },
       axes: [{}, { scale: "users", label: "users", size: 60 },
              { scale: "pct", side: 1, label: "% failed", grid: { show: false }, size: 50, values: (u, v) => v.map((x) => x + "%") }],
-    }, [t, buckets.map((b) => b.users), buckets.map((b) => (b.requests ? 100 * b.errors / b.requests : null))]);
+    }, [t, buckets.map((b) => b.users), buckets.map((b) => (b.requests ? 100 * b.errors / b.requests : 0))]);
     const ms = (k) => buckets.map((b) => (num(b[k]) ? b[k] : null));
     plot("panel-latency", {
       series: [{}, { label: "p50 ms", stroke: COLOURS[0], width: 2, spanGaps: true, points: sparsePoints(COLOURS[0]) },
@@ -431,6 +431,7 @@
   // ---------- the loop ----------
   async function refresh() {
     clearTimeout(timer);
+    const began = performance.now();
     const since = encodeURIComponent($("#window").value);
     const [health, info, stats, series, drift, perf, perfByDay, shadow] = await Promise.all([
       getJson("/health"), getJson("/model/info"), getJson(`/stats?since=${since}`),
@@ -452,7 +453,9 @@
     updated.textContent = health.status === 0 ? "the service is not answering; retrying"
       : "updated " + new Date().toLocaleTimeString("en-GB");
     updated.className = health.status === 0 ? "bad-text" : "muted";
-    timer = setTimeout(refresh, REFRESH_MS);
+    // A slow answer means a busy database: wait 3x as long as this refresh took, so that an open
+    // dashboard keeps the service's reads busy at most a quarter of the time.
+    timer = setTimeout(refresh, Math.max(REFRESH_MS, 3 * (performance.now() - began)));
   }
 
   function askForKey(rejected) {

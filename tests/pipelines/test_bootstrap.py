@@ -65,7 +65,7 @@ def test_a_failed_training_shows_its_last_lines_and_how_to_rerun_it(broken_data)
     root, data = broken_data
     result = bootstrap(root, "--data-path", str(data))
     assert result.returncode == 1, result.stdout + result.stderr
-    assert result.stdout.splitlines() == [f"train: every candidate on {data}, one line each (about a minute on 2 cores) ..."]
+    assert result.stdout.splitlines() == [f"train: every candidate on {data}, one line each (about a minute on 2 idle cores) ..."]
     err = result.stderr
     assert re.match(r"train FAILED after \d+ s \(exit status 1\)\. Its last lines:\n", err), err
     assert "Parquet" in err or "parquet" in err, err  # the reason, from the step's own output

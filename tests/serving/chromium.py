@@ -153,3 +153,27 @@ class Browser:
                         deviceScaleFactor=1, mobile=False)
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
+
+
+async def _screenshot(url: str, out: Path, width: int, timeout_s: float) -> None:
+    """The dashboard once it has drawn its first refresh (or after ``timeout_s``)."""
+    async with Browser(width=width) as browser:
+        await browser.open(url)
+        try:
+            await browser.wait_for("(document.querySelector('#updated') || {textContent: 'updated'})"
+                                   ".textContent.startsWith('updated')", timeout_s)
+        except AssertionError:
+            print(f"the page had not drawn after {timeout_s} s; taking the screenshot anyway")
+        await asyncio.sleep(0.5)
+        await browser.screenshot(out)
+        for entry in browser.console:
+            print(f"console {entry['level']}: {entry['text']} {entry.get('url', '')}")
+
+
+if __name__ == "__main__":
+    # python -m tests.serving.chromium http://127.0.0.1:5001/dashboard dashboard.png [width] [timeout seconds]
+    import sys
+
+    asyncio.run(_screenshot(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 1400,
+                            float(sys.argv[4]) if len(sys.argv) > 4 else 120.0))
+    print(f"wrote {sys.argv[2]}")
