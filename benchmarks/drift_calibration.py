@@ -12,7 +12,9 @@ split's predictions, then:
   the false-alarm rate at the contract's thresholds;
 - shifted windows: 5,000 fresh users with one change each (spelling only, a
   new ad network, a country campaign, an app update that halves event
-  counts, a new OS major); the columns flagged and their PSI.
+  counts, a new OS major); the columns flagged and their PSI; for the
+  spelling-only change, also the PSI a comparison of raw values (no folding,
+  as drift tools do) would report.
 """
 
 from __future__ import annotations
@@ -45,6 +47,14 @@ def _respell(frame: pd.DataFrame) -> pd.DataFrame:
     out["country"] = " " + out["country"].str.swapcase() + " "
     out["source"] = out["source"].str.upper()
     return out
+
+
+def _raw_psi(reference: pd.Series, window: pd.Series) -> float:
+    """PSI over raw values, unfolded: what a tool that does not know the model's folding computes."""
+    ref = reference.fillna("(missing)").value_counts(normalize=True)
+    win = window.fillna("(missing)").value_counts(normalize=True)
+    keys = ref.index.union(win.index)
+    return D.psi(ref.reindex(keys, fill_value=0.0), win.reindex(keys, fill_value=0.0))
 
 
 def _shifts(rng) -> dict:
@@ -113,6 +123,10 @@ def main(argv=None) -> dict:
                            + (f" (unseen {v['unseen_share']:.1%})" if "unseen_share" in v else "")
                            for c, v in flagged.items()) or "nothing flagged"
         print(f"  {label}: {out['status']}: {detail}")
+    raw = {c: _raw_psi(train[c], _respell(fresh)[c]) for c in ("platform", "country", "source")}
+    result["raw_value_psi_of_spelling_only"] = raw
+    print("  spelling only, compared as raw values (no folding): "
+          + ", ".join(f"{c} {v:.2f}" for c, v in raw.items()))
     return result
 
 
