@@ -15,6 +15,8 @@ from revenue_model.drift import COLUMNS
 from revenue_model.synthetic import generate_users
 
 NAME = "revenue_model"
+# One training run and a fresh MLflow store: 37 to 63 s on the shared 2 cores (load average 8 to 12).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
