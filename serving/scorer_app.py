@@ -29,6 +29,8 @@ from pathlib import Path
 from mlflow.pyfunc import scoring_server
 from starlette.middleware.base import BaseHTTPMiddleware
 
+from serving import logging_setup
+from serving.config import Settings
 from serving.scorer_process import MODEL_DIR_ENV
 
 _WAIT_S = 600.0
@@ -79,6 +81,7 @@ def in_this_thread(app):
 
 def build():
     """The app uvicorn serves (``--factory serving.scorer_app:build``)."""
+    logging_setup.configure(Settings.from_env().log_level)  # as quiet as the service (LOG_LEVEL)
     model_dir = _wait_for(Path(os.environ[MODEL_DIR_ENV]), _WAIT_S)
     app = in_this_thread(_without_timeout_middleware(
         scoring_server.init(scoring_server.load_model_with_mlflow_config(str(model_dir)))))
