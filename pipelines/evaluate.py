@@ -14,8 +14,9 @@ import pandas as pd
 from pipelines import reports
 from pipelines.candidates import clean_frame
 from pipelines.datasets import read_users
+from pipelines.own_code_scoring import score_with_own_code
 from revenue_model import metrics as M
-from revenue_model.contract import EVENT_COLUMNS, INPUT_COLUMNS, TARGET
+from revenue_model.contract import INPUT_COLUMNS, TARGET
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -26,10 +27,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def score_model(model_uri: str, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The pyfunc's outputs for a validated frame (events are passed as doubles, as the signature says)."""
-    model = mlflow.pyfunc.load_model(model_uri)
-    users = frame[[c for c in INPUT_COLUMNS if c in frame.columns]].astype({c: float for c in EVENT_COLUMNS})
-    out = model.predict(users)
+    """The pyfunc's outputs for a frame of users, computed by the model's own bundled code."""
+    out = score_with_own_code(model_uri, frame[[c for c in INPUT_COLUMNS if c in frame.columns]])
     return {c: out[c].to_numpy() for c in out.columns}
 
 
