@@ -24,6 +24,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from revenue_model.contract import OUTPUT_COLUMNS
 from revenue_model.validation import InvalidUsers, Problem
@@ -65,12 +66,13 @@ def score_with_own_code(model_uri: str, users: pd.DataFrame | str | os.PathLike,
                         timeout_s: float = 3600.0) -> pd.DataFrame:
     """The model's four outputs (USD, probability) for ``users``, one row each, in their order.
 
-    ``users``: a DataFrame (passed to the model as it is, dtypes and all), or the path of a CSV
-    file (read with plain ``pd.read_csv``) or of a Parquet file or folder. The model URI is
-    resolved with this process's tracking and registry URIs. Raises ``InvalidUsers`` listing
-    every bad (row, field, reason), ``ScoringFailed`` for anything else, including taking
-    longer than ``timeout_s`` seconds (the child is killed). Memory: the child holds the users
-    and their features at once, about 1 KB per user.
+    ``users``: a DataFrame (passed to the model as it is, dtypes and all), or the path of a
+    CSV file (read with plain ``pd.read_csv``) or of a Parquet file or folder. The model URI
+    is resolved and downloaded in this process (its tracking and registry URIs).
+
+    Raises ``InvalidUsers`` listing every bad (row, field, reason), and ``ScoringFailed`` for
+    anything else, including the child taking longer than ``timeout_s`` seconds (it is then
+    killed). The child holds all the users at once: docs/model.md has its measured memory.
     """
     with tempfile.TemporaryDirectory(prefix="own-code-scoring-") as directory:
         work = Path(directory)
@@ -80,11 +82,15 @@ def score_with_own_code(model_uri: str, users: pd.DataFrame | str | os.PathLike,
         else:
             users_path = Path(users).resolve()
         out_path, problems_path = work / "predictions.parquet", work / "problems.json"
-        env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(),
-               "MLFLOW_REGISTRY_URI": mlflow.get_registry_uri()}
-        command = [sys.executable, "-c", _CHILD, model_uri, str(users_path), str(out_path), str(problems_path)]
+        # Resolved and downloaded here, where MLflow's tracking store is already open: the child
+        # then loads plain files, without importing the store (half its start on this machine).
         try:
-            done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=timeout_s)
+            local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(work / "model"))
+        except MlflowException as error:
+            raise ScoringFailed(f"scoring {model_uri} failed: {error.message}") from error
+        command = [sys.executable, "-c", _CHILD, local, str(users_path), str(out_path), str(problems_path)]
+        try:
+            done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired as error:
             raise ScoringFailed(f"scoring {model_uri} took longer than {timeout_s:g} s") from error
         if done.returncode == _INVALID and problems_path.exists():
