@@ -8,8 +8,9 @@ other copy of this package than its own (``code_identity``).
 The signature has no input schema, on purpose (docs/model.md has the figures):
 MLflow's schema enforcement refuses int64 events for a ``double`` column (what
 ``pd.read_csv`` gives), ``AnyType`` lets them through at 1-3 us per value, and
-either way costs more per call than the model; the model's own validator
-already judges every value and lists every problem. The inputs are described
+any input schema made a single-user call through the scoring server about a
+third slower; the model's own validator already judges every value and lists
+every problem. The inputs are described
 for readers in the MLmodel's ``metadata["inputs"]`` instead.
 """
 
