@@ -36,20 +36,20 @@ def doubled(frame: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def test_the_models_bundled_code_scores_not_the_installed_copy(store, altered_model, predictor, scored_users):
-    out = score_with_own_code(altered_model, scored_users)
+def test_the_models_bundled_code_scores_not_the_installed_copy(store, altered_model, predictor, scored_users,
+                                                                 tmp_path):
+    path = tmp_path / "users.csv"
+    scored_users.astype({"event_1": int, "event_2": int}).to_csv(path, index=False)  # counts, as files hold them
+    out = score_with_own_code(altered_model, path)
     assert list(out.columns) == list(OUTPUT_COLUMNS)
     np.testing.assert_array_equal(out.to_numpy(), doubled(predictor.predict(scored_users)))
 
 
-def test_evaluate_scores_each_model_with_its_own_code(store, altered_model, predictor, scored_users, tmp_path):
-    """evaluate (and promote, through it) score in the fresh process too; a CSV path works as a frame."""
+def test_evaluate_scores_each_model_with_its_own_code(store, altered_model, predictor, scored_users):
+    """evaluate (and promote, through it) score in a fresh process too, from a DataFrame."""
     out = score_model(altered_model, scored_users)
-    expected = doubled(predictor.predict(scored_users))
-    np.testing.assert_array_equal(np.column_stack([out[c] for c in OUTPUT_COLUMNS]), expected)
-    path = tmp_path / "users.csv"
-    scored_users.astype({"event_1": int, "event_2": int}).to_csv(path, index=False)  # counts, as files hold them
-    np.testing.assert_array_equal(score_with_own_code(altered_model, path).to_numpy(), expected)
+    np.testing.assert_array_equal(np.column_stack([out[c] for c in OUTPUT_COLUMNS]),
+                                  doubled(predictor.predict(scored_users)))
 
 
 def test_loading_beside_a_different_installed_copy_is_refused(store, altered_model):
