@@ -28,6 +28,7 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     max_in_flight: int = 256                # requests beyond this get 503 at once
     log_queue_rows: int = 200_000           # rows held in memory before spilling to disk
+    spark_master: str = "local[*]"          # where batch_score -P engine=spark runs
     api_key: str = field(default="", repr=False)
 
     @classmethod
@@ -50,5 +51,6 @@ class Settings:
             max_body_bytes=int(get("MAX_BODY_BYTES", cls.max_body_bytes)),
             max_in_flight=int(get("MAX_IN_FLIGHT", cls.max_in_flight)),
             log_queue_rows=int(get("LOG_QUEUE_ROWS", cls.log_queue_rows)),
+            spark_master=get("SPARK_MASTER", cls.spark_master),
             api_key=get("API_KEY", ""),
         )
