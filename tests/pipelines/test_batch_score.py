@@ -254,23 +254,21 @@ def test_the_entry_point_scores_and_logs_the_run(installs, expected, tracking, c
 @pytest.mark.slow
 def test_spark_gives_the_same_numbers_as_local(installs, expected, tracking, champion_version,
                                               tmp_path):
-    """A real local Spark (pyspark from the `spark` extra, Java 17) through the entry point."""
+    """A real local Spark (pyspark from the `spark` extra, Java 17), one session for both files."""
     source = tmp_path / "installs.parquet"
     installs.to_parquet(source, index=False)
     csv = tmp_path / "installs.csv"
     installs.to_csv(csv, index=False)
     for given, output in ((source, tmp_path / "spark-parquet"), (csv, tmp_path / "spark-csv")):
-        result = mlflow_run(tracking, tmp_path, input_path=given, output_path=output, engine="spark")
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+        result = batch_score.batch_score(given, output, engine="spark")
         scored = pd.read_parquet(output)
-        assert len(scored) == len(installs)
+        assert result.rows == len(scored) == len(installs)
+        assert list(scored.columns) == list(installs.columns) + OUTPUTS + ["model_version"]
         # Spark keeps no row order: match rows by user_id (unique here).
         scored = scored.set_index("user_id").loc[installs["user_id"]].reset_index()
         assert_outputs_equal(scored, expected)
         assert set(scored["model_version"]) == {champion_version}
-        assert list(scored.columns) == list(installs.columns) + OUTPUTS + ["model_version"]
-        assert finished_run(tracking, output).data.params["engine"] == "spark"
-    from_parquet = pd.read_parquet(tmp_path / "spark-parquet").set_index("user_id").loc[installs["user_id"]]
+        assert scored.loc[3, "os_version"] == "10" and scored.loc[4, "country_region"] == "NA"
     # Input columns pass through: install_date to the microsecond, which whole days are.
+    from_parquet = pd.read_parquet(tmp_path / "spark-parquet").set_index("user_id").loc[installs["user_id"]]
     assert (from_parquet["install_date"].to_numpy() == installs["install_date"].to_numpy()).all()
-    assert from_parquet.loc[installs.loc[3, "user_id"], "os_version"] == "10"
