@@ -13,6 +13,7 @@ guessing them from the first block breaks on a column that is empty there.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,6 +220,7 @@ def _folder(path) -> tuple[list, pa.Schema]:
 
 
 def _open_csv(path, model: ModelColumns) -> pcsv.CSVStreamingReader:
+    names: list[str] = []
     try:
         # The header first: the types depend on the column names.
         names = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 16)).schema.names
@@ -227,8 +229,8 @@ def _open_csv(path, model: ModelColumns) -> pcsv.CSVStreamingReader:
             # Only an empty field is missing: "NA" is a region and "null" a device name.
             convert_options=pcsv.ConvertOptions(column_types=csv_types(names, model), null_values=[""],
                                                 strings_can_be_null=True))
-    except pa.ArrowInvalid as exc:
-        raise BatchInputError(f"{path}: {exc}") from None
+    except pa.ArrowInvalid as exc:  # a bad number in the first block, an empty file
+        raise BatchInputError(f"{path}: {_name_csv_column(str(exc), names)}") from None
 
 
 def _csv_batches(path, model: ModelColumns) -> Iterator[pa.RecordBatch]:
@@ -238,6 +240,14 @@ def _csv_batches(path, model: ModelColumns) -> Iterator[pa.RecordBatch]:
             batch = reader.read_next_batch()
         except StopIteration:
             return
-        except pa.ArrowInvalid as exc:  # e.g. "CSV conversion error to double: invalid value 'x'"
-            raise BatchInputError(f"{path}: {exc}") from None
+        except pa.ArrowInvalid as exc:
+            raise BatchInputError(f"{path}: {_name_csv_column(str(exc), reader.schema.names)}") from None
         yield batch
+
+
+def _name_csv_column(message: str, names: list[str]) -> str:
+    """pyarrow says "In CSV column #7: ..."; say which column that is."""
+    found = re.search(r"CSV column #(\d+)", message)
+    if found and int(found[1]) < len(names):
+        return f"column {names[int(found[1])]}: {message}"
+    return message

@@ -30,19 +30,27 @@ _OUT = "__batch_score_outputs"
 
 
 def score_spark(input_path: str | Path, output_path: str | Path, model_path: str | Path,
-                model: ModelColumns, version: str, *, master: str = "local[*]",
+                model: ModelColumns, version: str, *, master: str = "",
                 partitions: str = "auto") -> int:
     """Score ``input_path`` into the Parquet folder ``output_path`` (replaced); returns the rows.
+
+    ``master``: a Spark master URL; empty, Spark's own default (``local[*]`` in a plain Python
+    process). Under spark-submit (or in a notebook's existing session) the session's master is
+    used whatever ``master`` says.
 
     ``partitions``: "auto" spreads the rows over as many partitions as Spark has cores
     (``defaultParallelism``), "input" keeps the reader's split (no shuffle), a number
     sets it. Spark does not keep the input's row order: join on ``user_id`` (it is passed
     through) when order matters.
     """
-    if master.startswith("local"):
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ  # started by spark-submit: its master rules
+    if not submitted and (not master or master.startswith("local")):
         # Local executors start "python3" from PATH unless told: this interpreter has the libraries.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spark = SparkSession.builder.master(master).appName("batch_score").getOrCreate()
+    builder = SparkSession.builder.appName("batch_score")
+    if master and not submitted:
+        builder = builder.master(master)
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     # Partition keys (date=2026-10-01/) stay text, as the local engine reads them.
     spark.conf.set("spark.sql.sources.partitionColumnTypeInference.enabled", "false")

@@ -28,7 +28,7 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     max_in_flight: int = 256                # requests beyond this get 503 at once
     log_queue_rows: int = 200_000           # rows held in memory before spilling to disk
-    spark_master: str = "local[*]"          # where batch_score -P engine=spark runs
+    spark_master: str = ""                  # batch_score engine=spark; empty: local[*] or spark-submit's
     api_key: str = field(default="", repr=False)
 
     @classmethod

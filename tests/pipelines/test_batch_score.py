@@ -166,6 +166,18 @@ def test_a_bad_value_is_named_by_its_row_in_the_whole_input(run_local, installs,
     assert not any(tmp_path.glob("scored*")) and not any(tmp_path.glob(".scored*"))
 
 
+@pytest.mark.parametrize("bad_row", [5, 3000])  # in the first block read, and in a later one
+def test_a_number_a_csv_cannot_hold_is_named_by_its_column(run_local, tmp_path, bad_row, monkeypatch):
+    monkeypatch.setattr(batch_io, "_CSV_BLOCK_BYTES", 4096)  # about 200 rows a block
+    source = tmp_path / "installs.csv"
+    row = "pe,Organic,ios,3,1\n"
+    source.write_text("country,source,platform,event_1,event_2\n" + row * bad_row
+                      + "pe,Organic,ios,many,1\n" + row * 10)
+    with pytest.raises(BatchInputError, match=r"column event_1: .*invalid value 'many'"):
+        run_local(source, tmp_path / "scored.parquet")
+    assert not any(tmp_path.glob("scored*")) and not any(tmp_path.glob(".scored*"))
+
+
 def test_the_cli_logs_a_failed_run_with_the_reason(installs, tracking, tmp_path, capsys):
     source = tmp_path / "installs.csv"
     installs.drop(columns=["country", "event_2"]).to_csv(source, index=False)
