@@ -26,6 +26,7 @@ import pyarrow as pa
 
 # revenue_model.contract.THREADS_ENV, spelled out: importing it here would defeat this module.
 _THREADS_ENV = "REVENUE_MODEL_THREADS"
+_ARROW_STRINGS = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
 # How many problems an error message quotes (the rest are counted).
 _SHOWN_PROBLEMS = 10
 
@@ -89,7 +90,9 @@ def score(batch: pa.RecordBatch, first_row: int) -> np.ndarray:
     """The model's outputs for one chunk: a float64 block, rows x the model's output columns."""
     if _model is None:
         load(*_settings)
-    frame = batch.to_pandas()
+    # Strings stay Arrow strings, which the model's validator reads as they are: with Python
+    # strings, to_pandas took 0.22 s for 50,000 rows instead of 0.02 s (loaded machine).
+    frame = batch.to_pandas(types_mapper=_ARROW_STRINGS.get)
     # A double column of whole numbers (Parquet int64, a CSV of counts) is the same numbers:
     # MLflow's schema check refuses int64 for double, so cast exactly as evaluate does.
     ints = {c: np.float64 for c in _double_columns if c in frame and frame[c].dtype.kind in "iu"}
