@@ -130,19 +130,23 @@ def batch_score(input_path: str | Path, output_path: str | Path, *,
     if engine not in ENGINES:
         raise BatchInputError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     settings = settings or Settings.from_env()
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="batch-score-") as directory:
         identity = resolve_model(model_uri, Path(directory) / "model")
         model_path = Path(directory) / "model"
         model = ModelColumns.from_signature(Model.load(str(model_path / "MLmodel")).signature)
         version = identity.version or identity.uri
-        start = time.perf_counter()
         if engine == "local":
             cores = os.cpu_count() or 1
             workers = workers if workers > 0 else cores
             with ScoringPool(model_path, workers, threads=max(1, cores // workers)) as pool:
                 rows = score_local(input_path, output_path, pool, model, version, chunk_rows=chunk_rows)
         else:
-            from pipelines.batch_spark import score_spark  # pyspark is an optional extra
+            try:
+                from pipelines.batch_spark import score_spark
+            except ImportError as exc:  # pyspark is an optional extra
+                raise BatchInputError(f"engine=spark needs the spark extra (pip install -e '.[spark]') "
+                                      f"and Java 17: {exc}") from None
             rows = score_spark(input_path, output_path, model_path, model, version,
                                master=settings.spark_master, partitions=partitions)
         seconds = time.perf_counter() - start
