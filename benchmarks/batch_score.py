@@ -6,13 +6,17 @@
 For each size, in interleaved rounds (one run of each method per round; medians reported):
 - ``pyfunc``: a fresh process that loads the model (importing nothing of this project first) and
   calls ``predict`` once on the whole frame, already in memory: the model's own cost, the floor.
-  ``pyfunc_e2e`` is the same process's read Parquet + predict + write Parquet, in memory at once.
+  ``pyfunc_e2e`` is the same process's read Parquet + predict + write Parquet, in memory at once;
+  its wall users/s adds the process's start and the model's load.
 - ``local`` / ``spark``: ``python -m pipelines.batch_score`` as a user runs it, Parquet in and out.
   ``users/s`` counts from the model's resolution to the last row written (what the run logs to
   MLflow: spawning the scoring processes or starting Spark, and loading the model, included);
   ``wall users/s`` adds the command's own start (Python and MLflow imports).
 - peak RSS: the whole process tree's resident memory (sum over processes), sampled every 50 ms;
   for the pyfunc, the process's own peak (``ru_maxrss``).
+- CPU s: user + system seconds of the whole command's process tree, start and model loads
+  included. On a shared machine wall time says how much CPU the others left; CPU seconds
+  say what the work costs.
 
 Results go to benchmarks/results/batch_score.json.
 """
@@ -96,19 +100,24 @@ def write_installs(path: Path, rows: int) -> Path:
     return path
 
 
-def tree_rss(process: psutil.Process) -> int:
+def tree_sample(process: psutil.Process, cpu: dict[int, float]) -> int:
+    """The tree's resident memory now (bytes); records each process's CPU seconds so far in ``cpu``."""
     total = 0
     for p in [process] + process.children(recursive=True):
         try:
-            total += p.memory_info().rss
+            with p.oneshot():
+                total += p.memory_info().rss
+                times = p.cpu_times()
+                cpu[p.pid] = times.user + times.system
         except psutil.Error:
             pass
     return total
 
 
-def run_measured(command: list[str], env: dict, log: Path) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS of the process tree in MB, stdout) of a command that must succeed."""
-    peak = 0
+def run_measured(command: list[str], env: dict, log: Path) -> tuple[float, float, float, str]:
+    """(wall seconds, peak RSS of the process tree in MB, its CPU seconds, stdout) of a command
+    that must succeed. CPU is sampled with memory, every 50 ms: a process living less is missed."""
+    peak, cpu = 0, {}
     start = time.perf_counter()
     with open(log, "w") as errors:
         child = subprocess.Popen(command, env=env, cwd=PROJECT, stdout=subprocess.PIPE, stderr=errors, text=True)
@@ -119,7 +128,7 @@ def run_measured(command: list[str], env: dict, log: Path) -> tuple[float, float
             nonlocal peak
             while not done.is_set():
                 try:
-                    peak = max(peak, tree_rss(watched))
+                    peak = max(peak, tree_sample(watched, cpu))
                 except psutil.Error:
                     pass
                 done.wait(0.05)
@@ -132,7 +141,7 @@ def run_measured(command: list[str], env: dict, log: Path) -> tuple[float, float
     wall = time.perf_counter() - start
     if child.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({child.returncode}); see {log}")
-    return wall, peak / 2**20, stdout
+    return wall, peak / 2**20, sum(cpu.values()), stdout
 
 
 def engine_run(engine: str, source: Path, work: Path, env: dict, args) -> dict:
@@ -140,17 +149,17 @@ def engine_run(engine: str, source: Path, work: Path, env: dict, args) -> dict:
     command = [sys.executable, "-m", "pipelines.batch_score", "--input-path", str(source),
                "--output-path", str(output), "--engine", engine, "--chunk-rows", str(args.chunk_rows),
                "--workers", str(args.workers)]
-    wall, peak, _ = run_measured(command, env, work / f"{engine}.log")
+    wall, peak, cpu, _ = run_measured(command, env, work / f"{engine}.log")
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     run = client.search_runs(["0"], f"params.output_path = '{output}'", order_by=["start_time DESC"])[0]
     return {"seconds": run.data.metrics["seconds"], "wall_s": wall, "rows": run.data.metrics["rows"],
-            "peak_rss_mb": peak}
+            "peak_rss_mb": peak, "cpu_s": cpu}
 
 
 def pyfunc_run(model_uri: str, source: Path, work: Path, env: dict) -> dict:
     command = [sys.executable, "-c", _PYFUNC, model_uri, str(source), str(work / "pyfunc.parquet")]
-    wall, peak_tree, stdout = run_measured(command, {**env, "PYTHONPATH": ""}, work / "pyfunc.log")
-    return json.loads(stdout.strip().splitlines()[-1])
+    wall, _, cpu, stdout = run_measured(command, {**env, "PYTHONPATH": ""}, work / "pyfunc.log")
+    return {**json.loads(stdout.strip().splitlines()[-1]), "wall_s": wall, "cpu_s": cpu}
 
 
 def median(values) -> float:
@@ -182,10 +191,13 @@ def main(argv=None):
         summary = {
             "pyfunc": {"users_per_s": rows / median(r["predict_s"] for r in runs["pyfunc"]),
                        "e2e_users_per_s": rows / median(r["e2e_s"] for r in runs["pyfunc"]),
+                       "wall_users_per_s": rows / median(r["wall_s"] for r in runs["pyfunc"]),
+                       "cpu_s": median(r["cpu_s"] for r in runs["pyfunc"]),
                        "peak_rss_mb": median(r["peak_rss_mb"] for r in runs["pyfunc"])}}
         for engine in engines:
             summary[engine] = {"users_per_s": rows / median(r["seconds"] for r in runs[engine]),
                                "wall_users_per_s": rows / median(r["wall_s"] for r in runs[engine]),
+                               "cpu_s": median(r["cpu_s"] for r in runs[engine]),
                                "peak_rss_mb": median(r["peak_rss_mb"] for r in runs[engine])}
         results["sizes"][str(rows)] = {"summary": summary, "runs": runs}
     results["machine"]["load_average_at_end"] = os.getloadavg()[0]
@@ -196,21 +208,20 @@ def main(argv=None):
 
 
 def report(results: dict) -> str:
-    lines = ["| rows | method | users/s | wall users/s | vs pyfunc predict | peak RSS MB |",
-             "|---:|---|---:|---:|---:|---:|"]
+    lines = ["| rows | method | users/s | wall users/s | vs pyfunc predict | CPU s (whole command) | peak RSS MB |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
     for rows, entry in results["sizes"].items():
         summary = entry["summary"]
-        floor = summary["pyfunc"]["users_per_s"]
-        lines.append(f"| {int(rows):,} | pyfunc predict (in memory) | {floor:,.0f} | | 1.00 | "
-                     f"{summary['pyfunc']['peak_rss_mb']:,.0f} |")
-        lines.append(f"| {int(rows):,} | pyfunc read+predict+write | {summary['pyfunc']['e2e_users_per_s']:,.0f} "
-                     f"| | {summary['pyfunc']['e2e_users_per_s'] / floor:.2f} | |")
+        pyfunc, floor, n = summary["pyfunc"], summary["pyfunc"]["users_per_s"], f"{int(rows):,}"
+        lines.append(f"| {n} | pyfunc predict (in memory) | {floor:,.0f} | | 1.00 | | {pyfunc['peak_rss_mb']:,.0f} |")
+        lines.append(f"| {n} | pyfunc read+predict+write | {pyfunc['e2e_users_per_s']:,.0f} | "
+                     f"{pyfunc['wall_users_per_s']:,.0f} | {pyfunc['e2e_users_per_s'] / floor:.2f} | "
+                     f"{pyfunc['cpu_s']:,.1f} | |")
         for engine, figures in summary.items():
-            if engine == "pyfunc":
-                continue
-            lines.append(f"| {int(rows):,} | batch_score {engine} | {figures['users_per_s']:,.0f} | "
-                         f"{figures['wall_users_per_s']:,.0f} | {figures['users_per_s'] / floor:.2f} | "
-                         f"{figures['peak_rss_mb']:,.0f} |")
+            if engine != "pyfunc":
+                lines.append(f"| {n} | batch_score {engine} | {figures['users_per_s']:,.0f} | "
+                             f"{figures['wall_users_per_s']:,.0f} | {figures['users_per_s'] / floor:.2f} | "
+                             f"{figures['cpu_s']:,.1f} | {figures['peak_rss_mb']:,.0f} |")
     return "\n".join(lines)
 
 
