@@ -179,6 +179,10 @@ class AtomicParquetWriter:
         fd, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
         os.close(fd)
         self._temp = Path(temp)
+        # mkstemp makes the file private (0600); the output is an ordinary file, readable as usual.
+        umask = os.umask(0)
+        os.umask(umask)
+        self._temp.chmod(0o666 & ~umask)
         self._writer = pq.ParquetWriter(self._temp, schema)
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -203,7 +207,10 @@ def _combine(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
 
 def _folder(path) -> tuple[list, pa.Schema]:
     """The folder's Parquet files in path order, and one schema for all of them."""
-    found = ds.dataset(path, format="parquet", partitioning="hive")
+    try:
+        found = ds.dataset(path, format="parquet", partitioning="hive")
+    except pa.ArrowInvalid as exc:  # e.g. a file in it that is not Parquet
+        raise BatchInputError(f"{path}: {exc}") from None
     fragments = sorted(found.get_fragments(), key=lambda f: f.path)
     if not fragments:
         raise BatchInputError(f"{path}: the folder holds no Parquet files")

@@ -95,6 +95,13 @@ def test_local_scores_in_chunks_row_by_row_as_the_pyfunc_does(installs, expected
     pd.testing.assert_frame_equal(scored[list(installs.columns)], installs)
     assert_outputs_equal(scored, expected)
     assert set(scored["model_version"]) == {champion_version}
+    assert (tmp_path / "scored.parquet").stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_a_csv_is_read_with_the_models_types(run_local, installs, expected, tmp_path):
@@ -215,6 +222,15 @@ def test_rebatch_cuts_exact_chunks_and_keeps_order(sizes, rows, expected):
     out = list(batch_io.rebatch(batches, rows))
     assert [b.num_rows for b in out] == expected
     assert [v for b in out for v in b.column("i").to_pylist()] == list(range(start))
+
+
+def test_a_folder_with_a_file_that_is_not_parquet_is_refused_by_name(run_local, installs, tmp_path):
+    folder = tmp_path / "day"
+    folder.mkdir()
+    installs.to_parquet(folder / "part-00000.parquet", index=False)
+    (folder / "notes.txt").write_text("not data")
+    with pytest.raises(BatchInputError, match="notes.txt"):
+        run_local(folder, tmp_path / "scored.parquet")
 
 
 def test_an_output_column_in_the_input_is_refused(run_local, installs, tmp_path):
