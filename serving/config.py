@@ -29,6 +29,7 @@ class Settings:
     max_in_flight: int = 256                # requests beyond this get 503 at once
     log_queue_rows: int = 200_000           # rows held in memory before spilling to disk
     log_level: str = ""                     # empty: quiet (serving/logging_setup.py); DEBUG, INFO ...: all loggers
+    spark_master: str = ""                  # batch_score engine=spark; empty: local[*] or spark-submit's
     api_key: str = field(default="", repr=False)
 
     @classmethod
@@ -52,5 +53,6 @@ class Settings:
             max_in_flight=int(get("MAX_IN_FLIGHT", cls.max_in_flight)),
             log_queue_rows=int(get("LOG_QUEUE_ROWS", cls.log_queue_rows)),
             log_level=get("LOG_LEVEL", ""),
+            spark_master=get("SPARK_MASTER", cls.spark_master),
             api_key=get("API_KEY", ""),
         )
