@@ -29,6 +29,7 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     max_in_flight: int = 256                # requests beyond this get 503 at once
     log_queue_rows: int = 200_000           # rows held in memory before spilling to disk
+    log_level: str = ""                     # empty: quiet (serving/logging_setup.py); DEBUG, INFO ...: all loggers
     api_key: str = field(default="", repr=False)
     drift_window_s: float = 24 * 3600.0     # GET /drift's default window and the gauges' sliding one
     drift_refresh_s: float = 60.0           # how often the drift gauges are recomputed; 0: never
@@ -55,6 +56,7 @@ class Settings:
             max_body_bytes=int(get("MAX_BODY_BYTES", cls.max_body_bytes)),
             max_in_flight=int(get("MAX_IN_FLIGHT", cls.max_in_flight)),
             log_queue_rows=int(get("LOG_QUEUE_ROWS", cls.log_queue_rows)),
+            log_level=get("LOG_LEVEL", ""),
             api_key=get("API_KEY", ""),
             drift_window_s=duration_s(get("DRIFT_WINDOW", "24h"), "DRIFT_WINDOW"),
             drift_refresh_s=float(get("DRIFT_REFRESH_S", cls.drift_refresh_s)),
