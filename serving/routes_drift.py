@@ -31,7 +31,7 @@ from serving.drift_monitor import DriftGauges, refresh_forever
 from serving.drift_references import NoReference, Reference, ReferenceUnavailable, References
 
 REFERENCES = web.AppKey("drift_references", References)
-_VERSION = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+_VERSION = re.compile(r"^[0-9]{1,18}$")  # the registry numbers versions; anything else names a stage
 MAX_MIN_ROWS = 1_000_000_000
 
 
@@ -57,8 +57,8 @@ async def drift(request: web.Request) -> web.Response:
         raise _invalid("since", f"must be before until ({until.isoformat()})")
     min_rows = _min_rows(query.get("min_rows"))
     version = query.get("model_version") or app[SERVICE].identity.version
-    if not _VERSION.match(version):
-        raise _invalid("model_version", "must be 1 to 64 letters, digits, '.', '_' or '-'")
+    if query.get("model_version") and not _VERSION.match(version):
+        raise _invalid("model_version", "must be a registry version number (1 to 18 digits)")
     try:
         reference, report = await measure(app, version, since, until, min_rows)
     except DriftUnavailable as error:

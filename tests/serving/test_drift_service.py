@@ -210,6 +210,7 @@ def test_the_default_window_is_the_last_24_hours(drift_service, traffic):
     ({"min_rows": "0"}, "min_rows"),
     ({"min_rows": "many"}, "min_rows"),
     ({"model_version": "1; drop table predictions"}, "model_version"),
+    ({"model_version": "Production"}, "model_version"),
 ])
 def test_bad_parameters_are_a_400_naming_the_field(drift_service, parameters, field):
     status, _, body = drift_service.http.get(query(**parameters))
