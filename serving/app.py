@@ -258,7 +258,7 @@ async def model_info(request: web.Request) -> web.Response:
     return json_response({**service.identity.as_dict(), "scorer_ready": request.app[SUPERVISOR].ready})
 
 
-def parse_since(text: str | None, now: datetime) -> datetime:
+def parse_since(text: str | None, now: datetime, field: str = "since") -> datetime:
     if not text:
         return datetime(1970, 1, 1, tzinfo=timezone.utc)
     if match := _DURATION.match(text.strip()):
@@ -267,9 +267,9 @@ def parse_since(text: str | None, now: datetime) -> datetime:
         # "+00:00" typed into a URL arrives as " 00:00".
         moment = datetime.fromisoformat(text.strip().replace(" ", "+"))
     except ValueError:
-        raise RequestRejected(400, "invalid_input", f"since: {text[:100]!r} is neither an ISO 8601 time "
+        raise RequestRejected(400, "invalid_input", f"{field}: {text[:100]!r} is neither an ISO 8601 time "
                               "nor a duration like 30m, 6h, 7d",
-                              [{"row": None, "field": "since", "reason": "is not a time or a duration"}]) from None
+                              [{"row": None, "field": field, "reason": "is not a time or a duration"}]) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
@@ -345,5 +345,7 @@ def build_app(settings: Settings, service: PredictionService, supervisor: Scorer
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/docs", docs)
     routes_dashboard.register(app)
+    from serving.routes_drift import add_drift_routes  # it imports this module's helpers
+    add_drift_routes(app)  # GET /drift, the drift gauges
     return app
 
