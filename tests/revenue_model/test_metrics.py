@@ -150,13 +150,13 @@ def test_realised_metrics_from_exact_groups_match_independent_formulas(sample):
 
 
 def test_rounded_groups_approximate_the_ranking_metrics_closely_and_sums_exactly(sample):
-    """What the service does: groups of scores rounded to 5% (asinh(1000 x) * 20, as in SQL)."""
+    """What the service does: groups of scores rounded to 2% (asinh(1000 x) * 50, as in SQL)."""
     y, pred = sample
     probability = np.clip(pred / 20, 0, 1)
     out = {"predicted_revenue": pred, "payer_probability": probability, "revenue_p10": pred * 0.1,
            "revenue_p90": pred * 3}
     exact = M.outcomes_of(y, out)
-    key = lambda x: np.round(np.arcsinh(np.asarray(x) * 1000) * 20)  # noqa: E731
+    key = lambda x: np.round(np.arcsinh(np.asarray(x) * 1000) * 50)  # noqa: E731
     payer = y > 0
     binned = M.Outcomes(**{**exact.__dict__, "by_prediction": M.groups_of(key(pred), pred, y),
                            "by_probability": M.groups_of(key(probability), payer),
