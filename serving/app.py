@@ -255,7 +255,8 @@ async def model_info(request: web.Request) -> web.Response:
     return json_response({**service.identity.as_dict(), "scorer_ready": request.app[SUPERVISOR].ready})
 
 
-def parse_since(text: str | None, now: datetime) -> datetime:
+def parse_since(text: str | None, now: datetime, name: str = "since") -> datetime:
+    """An ISO 8601 time or a duration back from now (30m, 6h, 7d); absent: the epoch."""
     if not text:
         return datetime(1970, 1, 1, tzinfo=timezone.utc)
     if match := _DURATION.match(text.strip()):
@@ -264,9 +265,9 @@ def parse_since(text: str | None, now: datetime) -> datetime:
         # "+00:00" typed into a URL arrives as " 00:00".
         moment = datetime.fromisoformat(text.strip().replace(" ", "+"))
     except ValueError:
-        raise RequestRejected(400, "invalid_input", f"since: {text[:100]!r} is neither an ISO 8601 time "
+        raise RequestRejected(400, "invalid_input", f"{name}: {text[:100]!r} is neither an ISO 8601 time "
                               "nor a duration like 30m, 6h, 7d",
-                              [{"row": None, "field": "since", "reason": "is not a time or a duration"}]) from None
+                              [{"row": None, "field": name, "reason": "is not a time or a duration"}]) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
@@ -341,5 +342,7 @@ def build_app(settings: Settings, service: PredictionService, supervisor: Scorer
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/docs", docs)
+    from serving.routes_loop import add_loop_routes  # it imports this module's helpers
+    add_loop_routes(app)
     return app
 

@@ -29,6 +29,7 @@ class Settings:
     max_in_flight: int = 256                # requests beyond this get 503 at once
     log_queue_rows: int = 200_000           # rows held in memory before spilling to disk
     api_key: str = field(default="", repr=False)
+    performance_refresh_s: float = 300.0    # realised-performance rollup and gauges; 0: only on GET /performance
 
     @classmethod
     def from_env(cls, environ: dict | None = None) -> "Settings":
@@ -51,4 +52,5 @@ class Settings:
             max_in_flight=int(get("MAX_IN_FLIGHT", cls.max_in_flight)),
             log_queue_rows=int(get("LOG_QUEUE_ROWS", cls.log_queue_rows)),
             api_key=get("API_KEY", ""),
+            performance_refresh_s=float(get("PERFORMANCE_REFRESH_S", cls.performance_refresh_s)),
         )
