@@ -70,8 +70,8 @@ def _times(values, n: int, problems: list[Problem]) -> np.ndarray:
     series = pd.Series(values, copy=False)
     if series.dtype.kind != "M":
         series = series.astype(object)
-        blank = series.map(lambda v: v is None or (isinstance(v, str) and not v.strip())
-                           or (isinstance(v, float) and v != v)).to_numpy(dtype=bool)
+        blank = series.map(lambda v: (isinstance(v, str) and not v.strip()) or
+                           (not isinstance(v, str) and pd.isna(v) is True)).to_numpy(dtype=bool)
         texts = series.where(~blank, None)
         try:
             parsed = pd.to_datetime(texts, errors="coerce", utc=True, format="ISO8601")

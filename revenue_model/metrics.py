@@ -55,6 +55,16 @@ def gini_of_groups(counts, actual_sums) -> float:
     return float(2.0 * np.sum(counts * before + sums * (counts + 1) / 2) / (total * n) - 1.0)
 
 
+def gain_points(counts, actual_sums) -> tuple[np.ndarray, np.ndarray]:
+    """The gain chart of groups ordered from the highest prediction, as points from (0, 0) to
+    (1, 1): share of users against share of revenue at each group's end (straight within a group,
+    as its users share its mean)."""
+    counts, sums = np.asarray(counts, float), np.asarray(actual_sums, float)
+    x = np.concatenate([[0.0], np.cumsum(counts)]) / max(counts.sum(), 1e-300)
+    y = np.concatenate([[0.0], np.cumsum(sums)]) / max(sums.sum(), 1e-300)
+    return x, y
+
+
 def auc_of_groups(positives, negatives) -> float:
     """Area under the ROC curve for groups ordered from the highest score: the chance that a
     random positive scores above a random negative, a tie counting half. NaN without both."""

@@ -70,7 +70,7 @@ def served(http, service, holdout):
     truth = [{"user_id": u["user_id"], "version": "1", "country": u["country"], "platform": u["platform"],
               **{c: answers[u["user_id"]][c] for c in OUTPUTS},
               "revenue": revenue[u["user_id"]] if u["user_id"] in labelled else None} for u in users]
-    return {"since": since, "until": until, "truth": truth, "labelled": labelled, "revenue": revenue}
+    return {"since": since, "until": until, "truth": truth, "labelled": labelled, "revenue": revenue, "tag": tag}
 
 
 def performance(http, served, **query):
@@ -192,3 +192,26 @@ def test_gauges_are_refreshed_in_the_background_and_labels_answer_503_without_po
     finally:
         service.stop()
         database.cleanup()
+
+
+def test_the_export_is_what_was_sent_with_its_label(service, served, holdout, monkeypatch, tmp_path):
+    """export_training_data on the service's own database: one row per labelled user, the inputs as sent."""
+    import pandas as pd
+
+    from pipelines.export_training_data import export
+
+    monkeypatch.setenv("DATABASE_URL", service.database_url)
+    summary = export(tmp_path / "served.parquet", since=served["since"], until=served["until"], min_users=1)
+    exported = pd.read_parquet(tmp_path / "served.parquet").set_index("user_id")
+    assert summary["rows"] == len(exported) == 500 and summary["versions"] == {"1": 500}
+    sent = {u["user_id"]: u for u in users_of(holdout, 600, served["tag"])}
+    for i in range(10):  # sent again later with event_1 + 50: the later one is exported
+        sent[f"loop-{served['tag']}-{i}"]["event_1"] += 50
+    for user_id, row in exported.iterrows():
+        user = sent[user_id]
+        for column in ("country", "country_region", "source", "platform", "device_family", "os_version"):
+            assert row[column] == (user[column].strip() or None if user[column] else None), (user_id, column)
+        for column in ("event_1", "event_2", "event_3"):
+            assert (row[column] == user[column]) or (pd.isna(row[column]) and user[column] is None), (user_id, column)
+        assert row["revenue"] == served["revenue"][user_id] and row["model_version"] == "1"
+        assert served["since"] <= row["predicted_at"] < served["until"]
