@@ -89,7 +89,7 @@ def log_version(args, version: str, n_predicted: int, totals: M.Outcomes, rows: 
     with mlflow.start_run(run_name=f"live {args.model_name} v{version}") as run:
         mlflow.set_tags({"model_name": args.model_name, "model_version": version, "evaluation": "live",
                          "window_since": since.isoformat(), "window_until": until.isoformat()})
-        mlflow.log_params({"since": since.isoformat(), "until": until.isoformat(), "min_labelled": args.min_labelled})
+        mlflow.log_params({"window_since": since.isoformat(), "window_until": until.isoformat(), "min_labelled": args.min_labelled})
         scalars = {f"realised_{k}": realised[k] for k in SCALARS}
         scalars.update({"n_predicted": n_predicted, "n_labelled": totals.n})
         mlflow.log_metrics(scalars)

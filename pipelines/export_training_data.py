@@ -112,7 +112,7 @@ def main(argv=None) -> dict:
     since = parse_time(args.since, "since", now) or EPOCH
     until = parse_time(args.until, "until", now) or now
     with mlflow.start_run():
-        mlflow.log_params({"output": args.output, "since": since.isoformat(), "until": until.isoformat(),
+        mlflow.log_params({"output": args.output, "window_since": since.isoformat(), "window_until": until.isoformat(),
                            "min_users": args.min_users})
         try:
             summary = export(Path(args.output), since=since, until=until, min_users=args.min_users)

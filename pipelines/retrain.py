@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="retrain-") as directory:
         with mlflow.start_run(run_name="retrain") as run:
             retrain_id = run.info.run_id
-            mlflow.log_params({"since": since.isoformat(), "until": until.isoformat(), "model_name": args.model_name,
+            mlflow.log_params({"window_since": since.isoformat(), "window_until": until.isoformat(), "model_name": args.model_name,
                                "min_users": args.min_users, "min_gain": args.min_gain})
             try:
                 summary = export(Path(directory) / "served.parquet", since=since, until=until,
