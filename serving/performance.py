@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta, timezone
 
 import numpy as np
-import pandas as pd
 
 from revenue_model.features import category_key
 from revenue_model.metrics import Outcomes, realised_metrics
@@ -50,32 +49,45 @@ def fold(by: str | None, value):
 
 def group_outcomes(rows: list[tuple], by: str | None) -> dict[tuple[str, object], tuple[int, Outcomes]]:
     """{(model_version, value): (users predicted, Outcomes)} from rows (value, model_version, kind,
-    bin, *STATS)."""
+    bin, *STATS); rows of one folded value and bin are merged. NumPy throughout: a grouping by
+    country can have thousands of values as logged."""
     if not rows:
         return {}
-    frame = pd.DataFrame(rows, columns=["value", "model_version", "kind", "bin", *STATS])
-    frame["value"] = [fold(by, v) for v in frame["value"]]
-    frame[list(STATS)] = frame[list(STATS)].astype(float).fillna(0.0)
-    frame["bin"] = frame["bin"].astype(float)
-    merged = frame.groupby(["model_version", "value", "kind", "bin"], dropna=False, sort=False)[list(STATS)].sum()
-    merged = merged.reset_index().sort_values("bin", ascending=False, na_position="last")
+    folded = {v: fold(by, v) for v in {r[0] for r in rows}}
+    group_ids: dict[tuple, int] = {}
+    group = np.fromiter((group_ids.setdefault((r[1], folded[r[0]]), len(group_ids)) for r in rows), np.int64, len(rows))
+    kind = np.fromiter((_KIND[r[2]] for r in rows), np.int64, len(rows))
+    bins = np.array([r[3] for r in rows], dtype=float)  # NULL (no probability): NaN
+    stats = np.nan_to_num(np.array([r[4:] for r in rows], dtype=float))
+    keep = ~np.isnan(bins)
+    group, kind, bins, stats = group[keep], kind[keep], bins[keep], stats[keep]
+    order = np.lexsort((-bins, kind, group))  # per group and kind, the highest bin first
+    group, kind, bins, stats = group[order], kind[order], bins[order], stats[order]
+    segment = group * len(_KIND) + kind
+    starts = np.flatnonzero(np.r_[True, (segment[1:] != segment[:-1]) | (bins[1:] != bins[:-1])])
+    stats, segment = np.add.reduceat(stats, starts, axis=0), segment[starts]
+    edges = np.r_[np.flatnonzero(np.r_[True, segment[1:] != segment[:-1]]), len(segment)]
+    parts = {int(segment[a]): stats[a:b] for a, b in zip(edges[:-1], edges[1:])}
+    empty = np.zeros((0, len(STATS)))
     out = {}
-    for (version, value), group in merged.groupby(["model_version", "value"], dropna=False, sort=False):
-        kinds = {k: g for k, g in group.groupby("kind")}
-        p = kinds.get("p", group.iloc[:0])
-        labelled = p[p["n_labelled"] > 0]
-        q = kinds.get("q", group.iloc[:0]).dropna(subset=["bin"])
-        a = kinds.get("a", group.iloc[:0])
+    for (version, value), g in group_ids.items():
+        p, q, a = (parts.get(g * len(_KIND) + k, empty) for k in range(len(_KIND)))
+        labelled = p[p[:, _N_LABELLED] > 0]
+        totals = p.sum(axis=0) if len(p) else np.zeros(len(STATS))
         outcomes = Outcomes(
-            n=float(p["n_labelled"].sum()), predicted=float(p["predicted"].sum()), actual=float(p["actual"].sum()),
-            abs_error=float(p["abs_error"].sum()), squared_error=float(p["squared_error"].sum()),
-            brier=float(p["brier"].sum()), at_or_below_p90=float(p["at_or_below_p90"].sum()),
-            below_p10=float(p["below_p10"].sum()),
-            by_prediction=labelled[["n_labelled", "predicted", "actual"]].to_numpy(float),
-            by_probability=q[["n_labelled", "payers"]].to_numpy(float),
-            by_actual=a[["n_labelled", "actual"]].to_numpy(float))
-        out[(version, None if _missing(value) else value)] = (int(p["n"].sum()), outcomes)
+            n=float(totals[_N_LABELLED]), predicted=float(totals[_S["predicted"]]),
+            actual=float(totals[_S["actual"]]), abs_error=float(totals[_S["abs_error"]]),
+            squared_error=float(totals[_S["squared_error"]]), brier=float(totals[_S["brier"]]),
+            at_or_below_p90=float(totals[_S["at_or_below_p90"]]), below_p10=float(totals[_S["below_p10"]]),
+            by_prediction=labelled[:, [_N_LABELLED, _S["predicted"], _S["actual"]]],
+            by_probability=q[:, [_N_LABELLED, _S["payers"]]], by_actual=a[:, [_N_LABELLED, _S["actual"]]])
+        out[(version, None if _missing(value) else value)] = (int(totals[_S["n"]]), outcomes)
     return out
+
+
+_KIND = {"p": 0, "q": 1, "a": 2}
+_S = {name: i for i, name in enumerate(STATS)}
+_N_LABELLED = _S["n_labelled"]
 
 
 def performance_groups(rows: list[tuple], by: str | None, min_labelled: int = MIN_LABELLED) -> list[dict]:
