@@ -83,21 +83,19 @@ def catch_up(url: str) -> dict:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM prediction_outcomes")
         (matched,) = cursor.fetchone()
-        cursor.execute("SELECT count(*), count(DISTINCT day) FROM outcome_cells")
+        cursor.execute("SELECT count(*), count(DISTINCT (start, days)) FROM outcome_cells")
         cells, built = cursor.fetchone()
         cursor.execute("SELECT pg_total_relation_size('prediction_outcomes'), pg_total_relation_size('outcome_cells')")
         outcome_bytes, cell_bytes = cursor.fetchone()
     connection.rollback()
     connection.close()
     return {"refresh_s": refresh_s, "build_cells_s": build_s, "outcome_rows": matched, "cells": cells,
-            "days_built": built, "outcome_mb": outcome_bytes / 1e6, "cell_mb": cell_bytes / 1e6}
+            "spans_built": built, "outcome_mb": outcome_bytes / 1e6, "cell_mb": cell_bytes / 1e6}
 
 
 def build_all(connection, today) -> list:
     days = []
-    while built := outcomes.build_days(connection, today=today, max_days=100):
-        days += built
-    return days
+    return outcomes.build_spans(connection, today=today, max_spans=100_000)
 
 
 def steady_refresh(url: str, rows: int = 10_000) -> dict:
@@ -127,10 +125,10 @@ def steady_refresh(url: str, rows: int = 10_000) -> dict:
     connection.commit()
     seconds, result = timed(outcomes.refresh, connection)
     today = now.date()
-    build_s, built = timed(outcomes.build_days, connection, today=today, max_days=100)
+    build_s, built = timed(outcomes.build_spans, connection, today=today, max_spans=100_000)
     connection.close()
     return {"log_rows": rows, "labels": len(users), "refresh_s": seconds, "rows_applied": result.predictions,
-            "labels_applied": result.labels, "rebuild_s": build_s, "days_rebuilt": len(built)}
+            "labels_applied": result.labels, "rebuild_s": build_s, "spans_rebuilt": len(built)}
 
 
 def route_medians(url: str, repeats: int) -> dict:

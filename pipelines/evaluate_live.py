@@ -48,14 +48,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def read_performance(since: datetime, until: datetime | None) -> dict:
+def read_performance(since: datetime, until: datetime | None, min_labelled: int) -> dict:
     """Rollup refreshed, then the statistics per version, per day, by country and by source."""
     today = datetime.now(timezone.utc).date()
     with log_database() as connection:
         outcomes.catch_up(connection)
-        while outcomes.build_days(connection, today=today, max_days=10):
-            pass
-        return {by: performance_rows(connection, since=since, until=until, by=by, today=today)
+        outcomes.build_spans(connection, today=today, max_spans=100_000)
+        return {by: performance_rows(connection, since=since, until=until, by=by, today=today, min_labelled=min_labelled)
                 for by in (None, "day", "country", "source")}
 
 
@@ -64,7 +63,7 @@ def main(argv=None) -> dict[str, str]:
     now = datetime.now(timezone.utc)
     since = parse_time(args.since, "since", now) or EPOCH
     until = parse_time(args.until, "until", now)
-    rows = read_performance(since, until)
+    rows = read_performance(since, until, args.min_labelled)
     versions = group_outcomes(rows[None], None)
     runs = {}
     for (version, _), (n_predicted, totals) in sorted(versions.items()):

@@ -131,7 +131,7 @@ def performance(url: str, *, since: datetime, until: datetime | None, by: str | 
     connection = connect(url)
     try:
         refreshed = outcomes.refresh(connection) if refresh else None
-        rows = performance_rows(connection, since=since, until=until, by=by, today=today)
+        rows = performance_rows(connection, since=since, until=until, by=by, today=today, min_labelled=min_labelled)
     finally:
         connection.close()
     return {"groups": performance_groups(rows, by, min_labelled), "by": by, "since": since.isoformat(),
@@ -185,7 +185,7 @@ async def _refresh_loop(app: web.Application, stop: threading.Event) -> None:
 
 
 def catch_up(url: str, stop: threading.Event) -> list[dict] | None:
-    """Read every pending log row and label, build the missing day cells, and return the groups
+    """Read every pending log row and label, build the missing span cells, and return the groups
     per model version (all time), or None when stopped."""
     connection = connect(url, statement_timeout_ms=BACKGROUND_STATEMENT_TIMEOUT_MS)
     try:
@@ -194,11 +194,11 @@ def catch_up(url: str, stop: threading.Event) -> list[dict] | None:
             if done is None or (done.pending_log_rows == 0 and done.pending_labels == 0):
                 break
         today = datetime.now(timezone.utc).date()
-        while not stop.is_set() and outcomes.build_days(connection, today=today):
+        while not stop.is_set() and outcomes.build_spans(connection, today=today):
             pass
         if stop.is_set():
             return None
-        rows = performance_rows(connection, since=EPOCH, until=None, by=None, today=today)
+        rows = performance_rows(connection, since=EPOCH, until=None, by=None, today=today, min_labelled=MIN_LABELLED)
         return performance_groups(rows, None, MIN_LABELLED)
     finally:
         connection.close()

@@ -2,8 +2,9 @@
 
 ``refresh`` reads the log rows and labels written since it last looked (by id and seq, see
 serving/db/feed.py) and keeps, per user_id and model version, the latest successful prediction
-with the user's label. Predictions without a user_id are never matched. ``build_days`` computes
-the cells of days before today that have none, or whose rows changed, from those rows.
+with the user's label. Predictions without a user_id are never matched. ``build_spans`` computes
+the cells of spans of days before today that have none, or whose rows changed: a day's from its
+rows, a longer span's from its two halves' cells.
 Both take the ``outcome_feed`` row lock, so refreshers and builders (of any number of service
 processes) take turns, and a day's cells are never built from rows a refresh is changing.
 """
@@ -17,7 +18,7 @@ import psycopg2.errors
 
 from serving.db.feed import LABEL_FEED, LOG_FEED, high_water_mark
 from serving.db.performance import CELL_DIMS, range_parameters, rows_sql
-from serving.performance import STATS
+from serving.performance import STATS, spans_to_build
 
 # Rows read per refresh transaction: a few seconds of work on a busy 2-core machine at most,
 # so a refresh on a request's path stays short and the background one commits as it goes.
@@ -48,9 +49,9 @@ _APPLY_LOG = f"""
             ", ".join("excluded." + c.strip() for c in _COLUMNS.split(","))})
         WHERE (excluded.timestamp, excluded.log_id) > (o.timestamp, o.log_id)
         RETURNING o.timestamp),
-    days AS (
-        DELETE FROM outcome_days
-        WHERE day IN (SELECT {_DAY} FROM written UNION SELECT {_DAY} FROM replaced))
+    spans AS (
+        DELETE FROM outcome_spans s USING (SELECT {_DAY} FROM written UNION SELECT {_DAY} FROM replaced) AS c(day)
+        WHERE c.day >= s.start AND c.day < s.start + s.days)
     SELECT count(*) FROM written"""
 _APPLY_LABELS = f"""
     WITH changed AS (
@@ -59,13 +60,21 @@ _APPLY_LABELS = f"""
         WHERE l.seq > %(after)s AND l.seq <= %(through)s AND o.user_id = l.user_id
               AND o.revenue IS DISTINCT FROM l.revenue
         RETURNING o.timestamp),
-    days AS (DELETE FROM outcome_days WHERE day IN (SELECT {_DAY} FROM changed))
+    spans AS (
+        DELETE FROM outcome_spans s USING (SELECT DISTINCT {_DAY} FROM changed) AS c(day)
+        WHERE c.day >= s.start AND c.day < s.start + s.days)
     SELECT count(*) FROM changed"""
 
 
-_BUILD = (f"INSERT INTO outcome_cells (day, dim, model_version, value, kind, bin, {', '.join(STATS)}) "
-          f"SELECT %(day)s::date, %(dim)s, model_version, value, kind, bin, {', '.join(STATS)} "
-          f"FROM ({{rows}}) AS s(value, model_version, kind, bin, {', '.join(STATS)})")
+_CELL_COLUMNS = f"dim, model_version, value, kind, bin, {', '.join(STATS)}"
+_BUILD_DAY = (f"INSERT INTO outcome_cells (start, days, {_CELL_COLUMNS}) "
+              f"SELECT %(start)s::date, 1, %(dim)s, model_version, value, kind, bin, {', '.join(STATS)} "
+              f"FROM ({{rows}}) AS s(value, model_version, kind, bin, {', '.join(STATS)})")
+_BUILD_SPAN = (f"INSERT INTO outcome_cells (start, days, {_CELL_COLUMNS}) "
+               f"SELECT %(start)s::date, %(days)s, dim, model_version, value, kind, bin, "
+               f"{', '.join(f'sum({c})' for c in STATS)} FROM outcome_cells "
+               "WHERE (start, days) IN ((%(start)s::date, %(half)s), (%(second)s::date, %(half)s)) "
+               "GROUP BY dim, model_version, value, kind, bin")
 
 
 @dataclass(frozen=True)
@@ -117,37 +126,42 @@ def catch_up(connection, *, batch_rows: int = BATCH_ROWS, max_batches: int = 100
     return result
 
 
-def build_days(connection, *, today: date, max_days: int = 1) -> list[date]:
-    """Build the cells of up to ``max_days`` days before ``today`` that have none or changed
-    (the most recent first), one transaction each; returns the days built."""
-    built = []
-    for _ in range(max_days):
+def build_spans(connection, *, today: date, max_spans: int = 1) -> list[tuple[date, int]]:
+    """Build the cells of up to ``max_spans`` spans of days before ``today`` that have none or
+    changed: single days from the rows (the most recent first), longer spans from their halves'
+    cells; one transaction each. Returns the spans built, as (first day, days)."""
+    done = []
+    for _ in range(max_spans):
         try:
             with connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
                 cursor.execute("SELECT 1 FROM outcome_feed WHERE id = 1 FOR UPDATE")
-                cursor.execute(f"""
-                    SELECT d::date FROM generate_series(
-                        (SELECT min({_DAY}) FROM prediction_outcomes), %(today)s::date - 1, interval '1 day') AS d
-                    WHERE NOT EXISTS (SELECT 1 FROM outcome_days WHERE day = d::date)
-                    ORDER BY d DESC LIMIT 1""", {"today": today})
-                found = cursor.fetchone()
-                if found is None:
+                cursor.execute(f"SELECT min({_DAY}) FROM prediction_outcomes")
+                (first_day,) = cursor.fetchone()
+                cursor.execute("SELECT start, days FROM outcome_spans")
+                todo = spans_to_build(set(cursor.fetchall()), first_day, today)
+                if not todo:
                     connection.rollback()
                     break
-                (day,) = found
-                start = datetime.combine(day, time(), tzinfo=timezone.utc)
-                parameters = range_parameters([(start, start + timedelta(days=1))])
-                cursor.execute("DELETE FROM outcome_cells WHERE day = %s", (day,))
-                for dim in CELL_DIMS:
-                    cursor.execute(_BUILD.format(rows=rows_sql(dim, 1)), {**parameters, "day": day, "dim": dim})
-                cursor.execute("INSERT INTO outcome_days (day) VALUES (%s)", (day,))
+                ((start, days),) = todo
+                cursor.execute("DELETE FROM outcome_cells WHERE start = %s AND days = %s", (start, days))
+                if days == 1:
+                    moment = datetime.combine(start, time(), tzinfo=timezone.utc)
+                    parameters = range_parameters([(moment, moment + timedelta(days=1))])
+                    for dim in CELL_DIMS:
+                        cursor.execute(_BUILD_DAY.format(rows=rows_sql(dim, 1)),
+                                       {**parameters, "start": start, "dim": dim})
+                else:
+                    half = days // 2
+                    cursor.execute(_BUILD_SPAN, {"start": start, "days": days, "second": start + timedelta(days=half),
+                                                 "half": half})
+                cursor.execute("INSERT INTO outcome_spans (start, days) VALUES (%s, %s)", (start, days))
             connection.commit()
-            built.append(day)
+            done.append((start, days))
         except psycopg2.errors.LockNotAvailable:
             connection.rollback()
             break
         except BaseException:
             connection.rollback()
             raise
-    return built
+    return done

@@ -4,7 +4,7 @@ computed independently here (NumPy, from the rows this test wrote), on a real Po
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 import psycopg2
@@ -141,6 +141,25 @@ def story(database):
     return database, matched
 
 
+def built_spans(connection) -> list:
+    return sorted(outcomes.build_spans(connection, today=TODAY, max_spans=100))
+
+
+def expected_spans() -> list:
+    """The two days before today, then the aligned 2-day spans both halves of which are built or
+    hold no rows (days before the first row)."""
+    days = [TODAY - timedelta(days=2), TODAY - timedelta(days=1)]
+    number = lambda d: (d - date(1970, 1, 1)).days  # noqa: E731
+    spans = [(d, 1) for d in days]
+    length = 2
+    while length <= 512:
+        for start in {number(d) // length * length for d in days}:
+            if start + length <= number(TODAY):
+                spans.append((date(1970, 1, 1) + timedelta(days=start), length))
+        length *= 2
+    return sorted(spans)
+
+
 def expected_groups(matched, keep=lambda u: True, key=lambda u: None):
     out = {}
     for user in matched:
@@ -166,8 +185,7 @@ def test_per_version_metrics_equal_an_independent_computation_with_and_without_d
         None, min_labelled=200)
     from_rows = read()
     check(from_rows, expected_groups(matched))
-    assert outcomes.build_days(connection, today=TODAY, max_days=10) == [TODAY - timedelta(days=1),
-                                                                          TODAY - timedelta(days=2)]
+    assert built_spans(connection) == expected_spans()
     from_cells = read()
     check(from_cells, expected_groups(matched))
     assert [g["metrics"]["norm_gini"] for g in from_cells] == pytest.approx(
@@ -183,7 +201,7 @@ def test_per_version_metrics_equal_an_independent_computation_with_and_without_d
 def test_groups_by_a_column_fold_spellings_and_match(story, by, key):
     connection, matched = story
     outcomes.catch_up(connection)
-    outcomes.build_days(connection, today=TODAY, max_days=10)
+    outcomes.build_spans(connection, today=TODAY, max_spans=100)
     groups = performance_groups(performance_rows(connection, since=MIDNIGHT - timedelta(days=30), until=None,
                                                  by=by, today=TODAY), by, min_labelled=200)
     assert all(g["by"] == by for g in groups)
@@ -193,7 +211,7 @@ def test_groups_by_a_column_fold_spellings_and_match(story, by, key):
 def test_a_window_with_partial_days_reads_cells_and_rows_and_matches(story):
     connection, matched = story
     outcomes.catch_up(connection)
-    outcomes.build_days(connection, today=TODAY, max_days=10)
+    outcomes.build_spans(connection, today=TODAY, max_spans=100)
     since, until = MIDNIGHT - timedelta(days=2, hours=-3), MIDNIGHT + timedelta(hours=2)
     groups = performance_groups(performance_rows(connection, since=since, until=until, by=None, today=TODAY),
                                 None, min_labelled=200)
@@ -216,7 +234,7 @@ def test_changes_after_cells_were_built_reach_the_answer(story):
     """A later prediction moves a user out of yesterday; a replaced label changes a built day."""
     connection, matched = story
     outcomes.catch_up(connection)
-    outcomes.build_days(connection, today=TODAY, max_days=10)
+    outcomes.build_spans(connection, today=TODAY, max_spans=100)
     yesterday_user = next(u for u in matched if u["timestamp"].date() == TODAY - timedelta(days=1)
                           and u["version"] == "1" and u["revenue"] is not None)
     rng = np.random.default_rng(12)
@@ -238,8 +256,7 @@ def test_changes_after_cells_were_built_reach_the_answer(story):
     groups = performance_groups(performance_rows(connection, since=MIDNIGHT - timedelta(days=30), until=None,
                                                  by="day", today=TODAY), "day", min_labelled=200)
     check(groups, expected_groups(updated, key=lambda u: u["timestamp"].date().isoformat()))
-    assert outcomes.build_days(connection, today=TODAY, max_days=10) == [TODAY - timedelta(days=1),
-                                                                          TODAY - timedelta(days=2)]
+    assert built_spans(connection) == expected_spans()
 
 
 def test_a_log_row_committed_late_is_not_skipped(database, fresh_database, monkeypatch):

@@ -1,6 +1,6 @@
 -- Realised performance: each user's latest successful prediction per model version, with the
 -- user's label, kept up to date from the log (by predictions.id) and the labels (by labels.seq);
--- and, for each UTC day before today, cells of grouped statistics that /performance sums
+-- and, for spans of UTC days before today, cells of grouped statistics that /performance sums
 -- instead of reading every row (serving/db/outcomes.py, serving/db/performance.py).
 
 -- The refresher reads new log rows by id. Rows arrive in id order, so a block range index finds
@@ -42,17 +42,23 @@ CREATE TABLE outcome_feed (
 );
 INSERT INTO outcome_feed VALUES (1, 0, 0);
 
--- UTC days whose cells are built and current; the refresher deletes a day whose rows it changes.
-CREATE TABLE outcome_days (
-    day      DATE PRIMARY KEY,
-    built_at TIMESTAMPTZ NOT NULL DEFAULT now()
+-- Spans of UTC days whose cells are built and current: a day (days = 1), or 2, 4, ... 512 days
+-- starting at a multiple of their length (counted from 1970-01-01), so any run of whole days is a
+-- few spans. The refresher deletes every span holding a day whose rows it changed.
+CREATE TABLE outcome_spans (
+    start    DATE NOT NULL,
+    days     INTEGER NOT NULL,
+    built_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (start, days)
 );
 
--- Per day, per grouping (dim: none, route, country, platform, source; value as logged), per model
--- version: statistics per bin of predicted revenue (kind 'p'), of payer probability ('q') and of
--- actual revenue ('a'). Sums are over labelled users; n counts every user (labelled or not).
+-- Per span, per grouping (dim: none, route, country, platform, source; the value as logged, its
+-- ASCII letters lowercased and spaces trimmed), per model version: totals (kind 'c': every sum and
+-- count, n counting unlabelled users too), and labelled users per bin of predicted revenue ('p'),
+-- of payer probability ('q') and of actual revenue ('a').
 CREATE TABLE outcome_cells (
-    day             DATE NOT NULL,
+    start           DATE NOT NULL,
+    days            INTEGER NOT NULL,
     dim             TEXT NOT NULL,
     model_version   TEXT NOT NULL,
     value           TEXT,
@@ -69,4 +75,4 @@ CREATE TABLE outcome_cells (
     below_p10       BIGINT,
     payers          BIGINT
 );
-CREATE INDEX outcome_cells_day ON outcome_cells (dim, day);
+CREATE INDEX outcome_cells_span ON outcome_cells (dim, start, days);
