@@ -36,6 +36,7 @@ from serving.db.labels import upsert_labels
 from serving.db.log_rows import ROW_COLUMNS, write_rows
 from serving.db.partitions import Partitions
 from serving.db.performance import range_parameters, rows_sql
+from serving.db.schema import migrate
 from serving.performance import performance_groups
 from serving.routes_loop import performance
 
@@ -77,6 +78,7 @@ def timed(fn, *args, **kwargs) -> tuple[float, object]:
 
 def catch_up(url: str) -> dict:
     connection = connect(url, statement_timeout_ms=0)
+    migrate(connection)  # a database filled by an earlier release of the rollup gets this one's
     refresh_s, _ = timed(outcomes.catch_up, connection)
     today = datetime.now(timezone.utc).date()
     build_s, _ = timed(build_all, connection, today)
@@ -102,7 +104,7 @@ def steady_refresh(url: str, rows: int = 10_000) -> dict:
     """New traffic and a label batch, then one refresh: what a call pays when it finds them."""
     connection = connect(url, statement_timeout_ms=0)
     now = datetime.now(timezone.utc)
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(time.time_ns())  # new revenues each run: a label posted again unchanged is no change
     log = []
     for i in range(rows):
         values = dict.fromkeys(ROW_COLUMNS)

@@ -36,6 +36,9 @@ LOOP_METRICS = web.AppKey("loop_metrics", dict)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # The background rollup's statements (a day's cells at 10 million log rows) may take a while.
 BACKGROUND_STATEMENT_TIMEOUT_MS = 300_000
+# What a call reads into the rollup before answering (about a second on a busy machine); a larger
+# backlog (a log imported, the first start on a big log) is the background task's.
+READ_BATCH_ROWS = 20_000
 
 
 def add_loop_routes(app: web.Application) -> None:
@@ -127,10 +130,11 @@ async def get_performance(request: web.Request) -> web.Response:
 
 def performance(url: str, *, since: datetime, until: datetime | None, by: str | None, min_labelled: int,
                 today: date, refresh: bool = True) -> dict:
-    """GET /performance's body: refresh the rollup by one batch (``refresh``), then read it."""
+    """GET /performance's body: refresh the rollup by up to READ_BATCH_ROWS rows and labels
+    (``refresh``), then read it."""
     connection = connect(url)
     try:
-        refreshed = outcomes.refresh(connection) if refresh else None
+        refreshed = outcomes.refresh(connection, batch_rows=READ_BATCH_ROWS) if refresh else None
         rows = performance_rows(connection, since=since, until=until, by=by, today=today, min_labelled=min_labelled)
     finally:
         connection.close()
