@@ -28,9 +28,3 @@ def upsert_labels(connection, user_ids: Sequence[str], revenues: Sequence[float]
                                  "observed": list(observed_at), "source": source})
         inserted, replaced = cursor.fetchone()
     return int(inserted), int(replaced)
-
-
-def label_count(connection) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM labels")
-        return int(cursor.fetchone()[0])
