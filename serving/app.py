@@ -259,6 +259,7 @@ async def model_info(request: web.Request) -> web.Response:
 
 
 def parse_since(text: str | None, now: datetime, field: str = "since") -> datetime:
+    """An ISO 8601 time or a duration back from now (30m, 6h, 7d); absent: the epoch."""
     if not text:
         return datetime(1970, 1, 1, tzinfo=timezone.utc)
     if match := _DURATION.match(text.strip()):
@@ -347,5 +348,7 @@ def build_app(settings: Settings, service: PredictionService, supervisor: Scorer
     routes_dashboard.register(app)
     from serving.routes_drift import add_drift_routes  # it imports this module's helpers
     add_drift_routes(app)  # GET /drift, the drift gauges
+    from serving.routes_loop import add_loop_routes  # it imports this module's helpers
+    add_loop_routes(app)
     return app
 

@@ -36,6 +36,7 @@ class Settings:
     drift_refresh_s: float = 60.0           # how often the drift gauges are recomputed; 0: never
     drift_query_timeout_s: float = 10.0     # one /drift count over the log, at most
     drift_reference_timeout_s: float = 300.0  # computing an older model's reference profile, at most
+    performance_refresh_s: float = 300.0    # realised-performance rollup and gauges; 0: only on GET /performance
 
     @classmethod
     def from_env(cls, environ: dict | None = None) -> "Settings":
@@ -64,6 +65,7 @@ class Settings:
             drift_refresh_s=float(get("DRIFT_REFRESH_S", cls.drift_refresh_s)),
             drift_query_timeout_s=float(get("DRIFT_QUERY_TIMEOUT_S", cls.drift_query_timeout_s)),
             drift_reference_timeout_s=float(get("DRIFT_REFERENCE_TIMEOUT_S", cls.drift_reference_timeout_s)),
+            performance_refresh_s=float(get("PERFORMANCE_REFRESH_S", cls.performance_refresh_s)),
         )
 
 
