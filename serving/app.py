@@ -14,18 +14,22 @@ import zlib
 from datetime import datetime, timedelta, timezone
 
 import orjson
+import psycopg2
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from revenue_model.contract import OUTPUT_COLUMNS
-from serving import database
+from serving.db.connection import connect
+from serving.db.dashboard import window_extras
+from serving.db.stats import prediction_stats
 from serving.config import Settings
 from serving.core import (
     BODY_COST, VALUE_COST, VALUES_PER_USER, Overloaded, PredictionService, RequestRecord, RequestRejected,
     batch_users, count_json_values, invocation_users, parse_json, single_user,
 )
+from serving import routes_dashboard
 from serving.inflate import ENCODINGS, TooLarge, inflate
 from serving.rate_limit import TokenBucket
 from serving.schemas import openapi_document
@@ -36,7 +40,7 @@ log = logging.getLogger("serving.app")
 REQUEST_ID_HEADER = "X-Request-Id"
 MODEL_VERSION_HEADER = "X-Model-Version"
 PREDICTION_ROUTES = {"/predict", "/batch_predict", "/invocations"}
-OPEN_ROUTES = {"/health"}  # the only route without the API key
+OPEN_ROUTES = {"/health"}  # with the dashboard's page and files (routes_dashboard.is_open), no API key
 CHARGED = "charged"  # a request's memory estimate, counted against MAX_IN_FLIGHT_BYTES
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
@@ -124,7 +128,8 @@ async def _answer(request: web.Request, handler, record: RequestRecord, counted:
     service, settings = request.app[SERVICE], request.app[SETTINGS]
     try:
         # Before admission: unauthenticated requests must not take the places of real ones.
-        if settings.api_key and request.path not in OPEN_ROUTES and not _authorised(request, settings):
+        if (settings.api_key and request.path not in OPEN_ROUTES and not routes_dashboard.is_open(request.path)
+                and not _authorised(request, settings)):
             raise RequestRejected(401, "unauthorised", "a valid API key is required in X-API-Key")
         if counted:
             charge = BODY_COST * _body_bound(request, settings)
@@ -353,9 +358,10 @@ async def model_info(request: web.Request) -> web.Response:
     return json_response({**service.identity.as_dict(), "scorer_ready": request.app[SUPERVISOR].ready})
 
 
-def parse_since(text: str | None, now: datetime) -> datetime:
-    """``since`` as a UTC time: ISO 8601 (UTC when it has no offset) or a duration back from
-    ``now``; 400 naming ``since`` when it is neither, or falls outside years 1-9999."""
+def parse_since(text: str | None, now: datetime, field: str = "since") -> datetime:
+    """``field`` as a UTC time: ISO 8601 (UTC when it has no offset) or a duration back from
+    ``now`` (30m, 6h, 7d); absent: the epoch. 400 naming ``field`` when it is neither, or falls
+    outside years 1-9999."""
     if not text:
         return datetime(1970, 1, 1, tzinfo=timezone.utc)
     try:
@@ -369,8 +375,8 @@ def parse_since(text: str | None, now: datetime) -> datetime:
         reason = "is not a time or a duration"
     except OverflowError:
         reason = "is outside the years 1 to 9999"
-    raise RequestRejected(400, "invalid_input", f"since: {text[:100]!r} {reason} (an ISO 8601 time "
-                          "or a duration like 30m, 6h, 7d)", [{"row": None, "field": "since", "reason": reason}])
+    raise RequestRejected(400, "invalid_input", f"{field}: {text[:100]!r} {reason} (an ISO 8601 time "
+                          "or a duration like 30m, 6h, 7d)", [{"row": None, "field": field, "reason": reason}])
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -378,15 +384,15 @@ async def stats(request: web.Request) -> web.Response:
     url = request.app[STATS_DB]
 
     def query():
-        connection = database.connect(url)
+        connection = connect(url)
         try:
-            return database.prediction_stats(connection, since)
+            return {**prediction_stats(connection, since), **window_extras(connection, since)}
         finally:
             connection.close()
 
     try:
         body = await asyncio.to_thread(query)
-    except database.psycopg2.Error as error:
+    except psycopg2.Error as error:
         raise ScorerUnavailable(f"PostgreSQL is unreachable, so statistics are too: {error}") from None
     writer = request.app[SERVICE].writer
     body.update({"since": since.isoformat(), "rows_waiting_to_be_written": writer.queued_rows})
@@ -453,5 +459,10 @@ def build_app(settings: Settings, service: PredictionService, supervisor: Scorer
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/docs", docs)
+    routes_dashboard.register(app)
+    from serving.routes_drift import add_drift_routes  # it imports this module's helpers
+    add_drift_routes(app)  # GET /drift, the drift gauges
+    from serving.routes_loop import add_loop_routes  # it imports this module's helpers
+    add_loop_routes(app)
     return app
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -50,8 +51,10 @@ class Overloaded(Exception):
 class RequestRecord:
     """What one request did, filled in as it goes; becomes its log rows."""
 
-    request_id: str
+    request_id: str                  # the client's X-Request-Id, or the server's when it sent none
     route: str
+    # Made here for every HTTP request: the log's key, so each attempt of a retried request is its own row.
+    attempt_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.perf_counter)
     timestamp: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     users: list | None = None        # as sent
@@ -241,8 +244,8 @@ def stored_inputs(record: RequestRecord, max_bytes: int = MAX_INPUT_BYTES) -> tu
 
 
 def log_rows(record: RequestRecord, status: int, latency_ms: float, identity: ModelIdentity,
-             inputs: list | None = None) -> list[tuple]:
-    """One row per user (serving.database.ROW_COLUMNS order); one row when there were no users.
+             inputs: list | None = None, *, role: str = "champion") -> list[tuple]:
+    """One row per user (serving.db.log_rows.ROW_COLUMNS order); one row when there were no users.
     ``inputs``: what to store of each user as sent (default: ``stored_inputs(record)``).
 
     Built column by column: value by value, a 10,000-user batch took 65 ms of the event loop, not 20.
@@ -258,7 +261,7 @@ def log_rows(record: RequestRecord, status: int, latency_ms: float, identity: Mo
     rows = []
     for i, (input_data, (user_id, values)) in enumerate(zip(inputs, typed)):
         error = (record.user_errors.get(i) or record.error) if status != 200 else None
-        rows.append((f"{record.request_id}:{i}", record.timestamp, record.request_id, i, user_id,
+        rows.append((f"{record.attempt_id}:{i}", record.timestamp, record.request_id, i, role, user_id,
                      record.route, status, error, identity.name, identity.version,
                      *values, record.inference_ms, latency_ms, input_data))
     return rows

@@ -6,7 +6,8 @@ them with multi-row inserts. Memory is bounded in rows and in bytes: past
 instead (serving.spill). While PostgreSQL is unreachable, or refuses the whole
 log (no right to insert, read-only, a missing table: an alarm), the thread
 moves batches to the spill file, and once it can write again it replays the
-file before anything newer. Rows are idempotent in the database, so a replay
+file before anything newer. Rows are idempotent in the database (``row_key``, made by
+the server, with role and timestamp is unique), so a replay
 interrupted half way and run again stores each row once. Only a row that
 PostgreSQL refuses for what it holds, even with its input as one string, goes
 to ``rejected.jsonl`` (serving.pg_errors says whose fault an error is).
@@ -28,7 +29,10 @@ from collections import deque
 from pathlib import Path
 from typing import Sequence
 
-from serving import database
+from serving.db.connection import connect
+from serving.db.log_rows import INPUT_DATA, ROW_COLUMNS, write_rows
+from serving.db.partitions import Partitions
+from serving.db.schema import SchemaMismatch, migrate
 from serving.pg_errors import CONNECTION, ROW, classify, describe
 from serving.spill import SpillFile, encode_row
 
@@ -43,7 +47,7 @@ class LogWriter:
                  max_bytes: int = 256 * 2**20, batch_rows: int = 5000, retry_s: float = 1.0,
                  max_backoff_s: float = 30.0, linger_s: float = 0.5, stall_s: float = 120.0):
         self.database_url = database_url
-        self.spill = SpillFile(Path(spill_dir), len(database.ROW_COLUMNS))
+        self.spill = SpillFile(Path(spill_dir), len(ROW_COLUMNS))
         self.spill_path = self.spill.path
         # Rows PostgreSQL refuses for their own content even in degraded form: kept here, never replayed.
         self.rejected_path = Path(spill_dir) / "rejected.jsonl"
@@ -60,6 +64,7 @@ class LogWriter:
         self._stopping = False
         self._started = False
         self._connection = None
+        self._partitions = Partitions()
         self._next_connect = 0.0
         self._backoff = 0.0        # after an exception in a cycle
         self._alarm_backoff = 0.0  # while the database refuses the log
@@ -230,12 +235,22 @@ class LogWriter:
             return True
         if time.monotonic() < self._next_connect:
             return False
+        connection = None
         try:
-            self._connection = database.connect(self.database_url, timeout_s=2)
-            database.ensure_schema(self._connection)  # also after a database was recreated
+            connection = connect(self.database_url, timeout_s=2)
+            migrate(connection)  # also after a database was recreated
         except Exception as error:  # noqa: BLE001 - every failure here means "spill and retry"
-            self._failed(error, classify(error))
+            if connection is not None:
+                try:
+                    connection.close()
+                except Exception:  # noqa: BLE001
+                    pass
+            if isinstance(error, SchemaMismatch):  # rows stay in the spill file until a person fixes it
+                log.error("the database's layout cannot be used; rows wait in %s: %s", self.spill_path, error)
+            self._failed(error, classify(error))  # SchemaMismatch: a whole-database error, an alarm
             return False
+        self._connection = connection
+        self._partitions.forget()
         self.database_up = True
         log.info("connected to PostgreSQL")
         return True
@@ -243,7 +258,7 @@ class LogWriter:
     def _write(self, rows: list) -> bool:
         """True when the rows are stored (or set aside as bad); False when they must be spilled."""
         try:
-            database.write_rows(self._connection, rows)
+            write_rows(self._connection, rows, self._partitions)
         except Exception as error:  # noqa: BLE001 - classified: nothing here may end the thread
             kind = classify(error)
             if kind != ROW:
@@ -263,7 +278,7 @@ class LogWriter:
             return False
         for attempt in (row, _degraded(row)):
             try:
-                database.write_rows(self._connection, [attempt])
+                write_rows(self._connection, [attempt], self._partitions)
                 self.rows_written += 1
                 return True
             except Exception as error:  # noqa: BLE001
@@ -317,5 +332,5 @@ class LogWriter:
 def _degraded(row: tuple) -> tuple:
     """The row with its input kept as one JSON string, which PostgreSQL always takes."""
     row = list(row)
-    row[database.INPUT_DATA] = {"unparsed_input": repr(row[database.INPUT_DATA])}
+    row[INPUT_DATA] = {"unparsed_input": repr(row[INPUT_DATA])}
     return tuple(row)

@@ -65,7 +65,9 @@ def resolve_model(model_uri: str, download_to: Path) -> ModelIdentity:
     info = mlflow.models.Model.load(str(local / "MLmodel"))
     state_file = local / "artifacts" / "feature_state.json"
     features = json.loads(state_file.read_text())["feature_names"] if state_file.exists() else []
-    inputs = [{"name": c.name, "type": c.type.name, "required": c.required}
-              for c in info.signature.inputs.inputs] if info.signature else []
+    if info.signature and info.signature.inputs:
+        inputs = [{"name": c.name, "type": c.type.name, "required": c.required} for c in info.signature.inputs.inputs]
+    else:  # the pyfunc describes its inputs in metadata; its signature has none (docs/model.md)
+        inputs = (info.metadata or {}).get("inputs", [])
     return ModelIdentity(uri=model_uri, name=name, version=version, alias=alias, run_id=run_id,
                          inputs=inputs, features=features, test_metrics=metrics, description=description)

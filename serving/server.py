@@ -15,12 +15,15 @@ import gc
 import logging
 import signal
 import threading
+import time
 
 import mlflow
+import psycopg2
 import uvloop
 from aiohttp import web
 
-from serving import database
+from serving.db.connection import connect, start_embedded
+from serving.db.schema import SchemaMismatch, migrate
 from serving.app import build_app
 from serving.config import Settings
 from serving.core import PredictionService
@@ -33,12 +36,49 @@ from serving.scorer_process import ScorerProcess
 log = logging.getLogger("serving")
 
 
-def run(settings: Settings, scorer: ScorerProcess, stop_requested: threading.Event) -> None:
-    """``stop_requested``: set by a SIGTERM or SIGINT that came before the event loop ran."""
-    uvloop.run(serve(settings, scorer, stop_requested))
+def run(settings: Settings, scorer: ScorerProcess, stop_requested: threading.Event, *,
+        started_at: float | None = None) -> None:
+    """``stop_requested``: set by a SIGTERM or SIGINT that came before the event loop ran;
+    ``started_at``: ``time.monotonic()`` when the process started, for the start-up times logged."""
+    uvloop.run(serve(settings, scorer, stop_requested, started_at or time.monotonic()))
 
 
-async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threading.Event) -> None:
+def prepare_database(url: str) -> None:
+    """Bring the database to this release's layout before serving.
+
+    A database that is down is not fatal (rows wait in the spill file; the writer migrates once it
+    is back); one that refuses the layout (another table named predictions, no right to create it,
+    a newer release's layout) is: the service stops with the reason instead of losing rows.
+    """
+    try:
+        connection = connect(url, timeout_s=2)
+    except psycopg2.OperationalError as error:
+        log.warning("PostgreSQL is not reachable yet (%s); rows wait in the spill file until it is",
+                    str(error).strip())
+        return
+    try:
+        applied = migrate(connection)
+    except psycopg2.OperationalError as error:
+        log.warning("PostgreSQL went away while checking its layout (%s); rows wait in the spill file",
+                    str(error).strip())
+        return
+    except (SchemaMismatch, psycopg2.Error) as error:
+        raise SystemExit(f"the database at DATABASE_URL cannot hold the prediction log: {error}".strip()) from None
+    finally:
+        connection.close()
+    if applied:
+        log.info("database layout migrated to version %d (applied %s)", applied[-1], applied)
+
+
+async def _timed(function, *args) -> tuple[object, float]:
+    """``function(*args)`` in a thread, and the seconds it took."""
+    began = time.monotonic()
+    result = await asyncio.to_thread(function, *args)
+    return result, time.monotonic() - began
+
+
+async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threading.Event,
+                started_at: float) -> None:
     # From here on a signal sets `stop`; one during start-up lets the start finish, then stops in order.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -50,13 +90,17 @@ async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threa
         mlflow.set_tracking_uri(settings.tracking_uri)
     url = settings.database_url
     # The embedded database and the registry are independent: start and read them together.
-    embedded = asyncio.to_thread(database.start_embedded, settings.pgdata_dir) if not url else None
-    identity, started = await asyncio.gather(asyncio.to_thread(resolve_model, settings.model_uri, scorer.model_dir),
-                                             embedded or asyncio.sleep(0))
+    embedded = _timed(start_embedded, settings.pgdata_dir) if not url else None
+    (identity, model_s), started = await asyncio.gather(_timed(resolve_model, settings.model_uri, scorer.model_dir),
+                                                        embedded or asyncio.sleep(0))
     if embedded is not None:
-        _server, url = started  # the server stops when this process exits
-        log.info("embedded PostgreSQL in %s", settings.pgdata_dir)
-    log.info("model %s version %s (%s)", identity.name or identity.uri, identity.version, settings.model_uri)
+        (_server, url), database_s = started  # the server stops when this process exits
+        log.info("database: embedded PostgreSQL in %s, started in %.1f s", settings.pgdata_dir, database_s)
+    else:
+        log.info("database: PostgreSQL at DATABASE_URL")
+    log.info("model: %s version %s (%s), downloaded in %.1f s", identity.name or identity.uri, identity.version,
+             settings.model_uri, model_s)
+    await asyncio.to_thread(prepare_database, url)
     writer = LogWriter(url, settings.spill_dir, max_rows=settings.log_queue_rows,
                        max_bytes=settings.log_queue_bytes).start()
 
@@ -65,6 +109,7 @@ async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threa
     runner = None
     try:
         await supervisor.start()
+        log.info("scorer: MLflow's scoring server answers, %.1f s after start", time.monotonic() - started_at)
         client = ScorerClient(supervisor, lanes=settings.scorer_workers)
         service = PredictionService(identity, client, writer, max_in_flight=settings.max_in_flight,
                                     max_users=settings.max_batch_users,
@@ -78,8 +123,9 @@ async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threa
         # (a full collection over MLflow's and aiohttp's objects took 90 ms, stalling requests).
         gc.freeze()
         await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()
-        print(f"serving {identity.name} version {identity.version} on http://{settings.host}:{settings.port}"
-              f" (docs: /docs)", flush=True)
+        base = f"http://{settings.host}:{settings.port}"
+        print(f"ready in {time.monotonic() - started_at:.1f} s: {identity.name} version {identity.version} on "
+              f"{base} (dashboard: {base}/dashboard, API docs: {base}/docs)", flush=True)
         await stop.wait()
         log.info("stopping: finishing requests in flight")
     finally:

@@ -1,10 +1,17 @@
-"""Shared fixtures: small seeded data, one model trained per session, a store where it is champion."""
+"""Shared fixtures: small seeded data, one model trained per session, a store where it is champion,
+a real PostgreSQL (pgserver) and fresh databases in it, and a model whose bundled code differs from
+this checkout's."""
+
+import shutil
+import uuid
 
 import mlflow
+import psycopg2
 import pytest
 from mlflow import MlflowClient
 
 from pipelines.model_logging import log_revenue_model
+from revenue_model.code_identity import PACKAGE_DIR
 from revenue_model.predictor import fit_predictor
 from revenue_model.synthetic import generate_users
 
@@ -43,3 +50,58 @@ def champion_store(predictor, holdout, tmp_path_factory):
     client.set_registered_model_alias("revenue_model", "champion", version)
     client.set_model_version_tag("revenue_model", version, "test_normalized_gini", "0.8")
     return uri
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"))
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture
+def fresh_database(postgres):
+    """A new, empty database in the session's PostgreSQL; its URL."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(postgres)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    admin.close()
+    return postgres.replace("/postgres?", f"/{name}?", 1)
+
+
+# Appended to predictor.py in a copy of the package: a change nobody could miss in the numbers.
+DOUBLING = """
+
+_unaltered_predict = RevenuePredictor.predict
+
+
+def _doubled_predict(self, users):
+    out = _unaltered_predict(self, users)
+    out["predicted_revenue"] = out["predicted_revenue"] * 2
+    return out
+
+
+RevenuePredictor.predict = _doubled_predict
+"""
+
+
+@pytest.fixture(scope="session")
+def altered_model(champion_store, predictor, holdout, tmp_path_factory):
+    """models:/altered_model/1 in the champion store: the session's predictor logged with a bundled
+    copy of revenue_model that doubles predicted_revenue, unlike the copy installed here."""
+    copy = tmp_path_factory.mktemp("altered") / "revenue_model"
+    shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(copy / "predictor.py", "a") as f:
+        f.write(DOUBLING)
+    mlflow.set_tracking_uri(champion_store)
+    try:
+        with mlflow.start_run(experiment_id=MlflowClient().get_experiment_by_name("serving-tests").experiment_id):
+            log_revenue_model(predictor, holdout.drop(columns=["revenue"]).iloc[:3],
+                              registered_model_name="altered_model", package_dir=copy)
+    finally:
+        mlflow.set_tracking_uri(None)
+    return "models:/altered_model/1"

@@ -1,4 +1,4 @@
-"""A real PostgreSQL (pgserver), a real tracking store with a champion, and the service as a process."""
+"""The service as a process (with the session's PostgreSQL and tracking store), its HTTP client and waits."""
 
 from __future__ import annotations
 
@@ -19,15 +19,6 @@ import pytest
 from serving.scorer_process import free_port
 
 PROJECT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def postgres(tmp_path_factory):
-    import pgserver
-
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"))
-    yield server.get_uri()
-    server.cleanup()
 
 
 @dataclass

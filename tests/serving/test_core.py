@@ -1,7 +1,7 @@
 """Log rows: what the service records of each user it was sent."""
 
 from serving.core import RequestRecord, log_rows
-from serving.database import ROW_COLUMNS
+from serving.db.log_rows import ROW_COLUMNS
 from serving.model_identity import ModelIdentity
 from revenue_model.validation import validate_columns
 
@@ -18,15 +18,15 @@ def _rows(record, status):
 
 
 def test_a_scored_batch_logs_each_users_validated_fields_and_outputs():
-    record = RequestRecord("req-1", "/batch_predict")
+    record = RequestRecord("req-1", "/batch_predict", attempt_id="a1")
     record.users, record.columns = USERS, validate_columns(USERS)
     record.outputs = [{"predicted_revenue": 1.25, "payer_probability": 0.5, "revenue_p10": 0.0, "revenue_p90": 3.0},
                       {"predicted_revenue": float("inf"), "payer_probability": 0.25, "revenue_p10": 0.0}]
     record.inference_ms = 2.0
     first, second = _rows(record, 200)
     assert first == {
-        "row_key": "req-1:0", "timestamp": record.timestamp, "request_id": "req-1", "user_index": 0,
-        "user_id": "17", "route": "/batch_predict", "status_code": 200, "error": None,
+        "row_key": "a1:0", "timestamp": record.timestamp, "request_id": "req-1", "user_index": 0,
+        "role": "champion", "user_id": "17", "route": "/batch_predict", "status_code": 200, "error": None,
         "model_name": "revenue_model", "model_version": "3", "country": "es", "country_region": None,
         "source": "Organic", "platform": "iOS", "device_family": None, "os_version": None,
         "event_1": 2.0, "event_2": 0.5, "event_3": None, "predicted_revenue": 1.25, "payer_probability": 0.5,
@@ -108,3 +108,22 @@ def test_the_log_queue_is_charged_at_least_the_memory_a_requests_rows_keep():
                          (_batch(500, {"event_1": -1}), 400), (_batch(20, {"blob": "x" * 100_000}), 200)]:
         kept, charged = _queued_memory(body, status)
         assert kept <= charged, (len(body), status, kept, charged)
+
+
+def test_each_attempt_of_a_request_id_is_keyed_by_the_server():
+    """A client retrying with one X-Request-Id (an idempotency key) must not collide with itself."""
+    first, second = RequestRecord("retried", "/predict"), RequestRecord("retried", "/predict")
+    for record in (first, second):
+        record.users, record.columns = USERS[:1], validate_columns(USERS[:1])
+    (a,), (b,) = _rows(first, 503), _rows(second, 200)
+    assert a["request_id"] == b["request_id"] == "retried"
+    assert a["row_key"] != b["row_key"] and "retried" not in a["row_key"] + b["row_key"]
+
+
+def test_a_shadow_row_shares_the_champions_key_and_says_its_role():
+    record = RequestRecord("req-4", "/predict")
+    record.users, record.columns = USERS[:1], validate_columns(USERS[:1])
+    (champion,) = _rows(record, 200)
+    (shadow,) = [dict(zip(ROW_COLUMNS, row)) for row in log_rows(record, 200, 12.5, IDENTITY, role="shadow")]
+    assert (champion["role"], shadow["role"]) == ("champion", "shadow")
+    assert shadow["row_key"] == champion["row_key"] and shadow["timestamp"] == champion["timestamp"]

@@ -5,7 +5,7 @@ import math
 
 from hypothesis import example, given, strategies as st
 
-from serving.database import to_json
+from serving.db.log_rows import to_json
 
 _SCALARS = (st.none() | st.booleans() | st.integers(min_value=-10**30, max_value=10**30)
             | st.floats(allow_nan=True, allow_infinity=True) | st.text())
