@@ -14,14 +14,12 @@ import zlib
 from datetime import datetime, timedelta, timezone
 
 import orjson
-import psycopg2
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from revenue_model.contract import OUTPUT_COLUMNS
-from serving.db.connection import connect
 from serving.db.dashboard import window_extras
 from serving.db.stats import prediction_stats
 from serving.config import Settings
@@ -32,6 +30,7 @@ from serving.core import (
 from serving import routes_dashboard
 from serving.inflate import ENCODINGS, TooLarge, inflate
 from serving.rate_limit import TokenBucket
+from serving.read_queries import Reads
 from serving.schemas import openapi_document
 from serving.scorer import ScorerFailed, ScorerSupervisor, ScorerUnavailable
 
@@ -54,6 +53,8 @@ METRICS = web.AppKey("metrics", dict)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 OPENAPI = web.AppKey("openapi", dict)
 UNAUTHORISED_ROWS = web.AppKey("unauthorised_rows", TokenBucket)
+READS = web.AppKey("reads", Reads)
+DRAINING = web.AppKey("draining", asyncio.Event)  # set when the service stops (serving/shutdown.py)
 # Rows of unauthenticated requests logged at once, before UNAUTHORISED_ROWS_PER_S limits them.
 UNAUTHORISED_BURST = 10
 
@@ -113,6 +114,8 @@ async def handle(request: web.Request, handler) -> web.StreamResponse:
         response = await _answer(request, handler, record, counted)
         response.headers[REQUEST_ID_HEADER] = record.request_id
         response.headers[MODEL_VERSION_HEADER] = service.identity.version
+        if app[DRAINING].is_set():  # stopping: the client must not send another request on this connection
+            response.force_close()
         # Runs when this request's task next waits, which is after the answer is written to the socket.
         asyncio.get_running_loop().call_soon(_account, app, record, response.status, counted,
                                              request.get(CHARGED))
@@ -138,7 +141,8 @@ async def _answer(request: web.Request, handler, record: RequestRecord, counted:
         response = await handler(request)
     except RequestRejected as error:
         record.error = record.error or error.message
-        response = json_response({**error.body(), "request_id": record.request_id}, error.status)
+        response = json_response({**error.body(), "request_id": record.request_id}, error.status,
+                                 {"Retry-After": str(error.retry_after)} if error.retry_after else None)
     except Overloaded as error:
         record.error = f"overloaded: {error}"
         response = json_response({"error": "overloaded", "message": "too many requests in flight; retry",
@@ -381,22 +385,14 @@ def parse_since(text: str | None, now: datetime, field: str = "since") -> dateti
 
 async def stats(request: web.Request) -> web.Response:
     since = parse_since(request.query.get("since"), datetime.now(timezone.utc))
-    url = request.app[STATS_DB]
-
-    def query():
-        connection = connect(url)
-        try:
-            return {**prediction_stats(connection, since), **window_extras(connection, since)}
-        finally:
-            connection.close()
-
-    try:
-        body = await asyncio.to_thread(query)
-    except psycopg2.Error as error:
-        raise ScorerUnavailable(f"PostgreSQL is unreachable, so statistics are too: {error}") from None
+    body = await request.app[READS].run(request["record"], _stats_body, since)
     writer = request.app[SERVICE].writer
     body.update({"since": since.isoformat(), "rows_waiting_to_be_written": writer.queued_rows})
     return json_response(body)
+
+
+def _stats_body(connection, since: datetime) -> dict:
+    return {**prediction_stats(connection, since), **window_extras(connection, since)}
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -450,6 +446,9 @@ def build_app(settings: Settings, service: PredictionService, supervisor: Scorer
     app[METRICS] = _metrics(registry)
     app[SERVICE], app[SUPERVISOR], app[SETTINGS], app[STATS_DB] = service, supervisor, settings, database_url
     app[UNAUTHORISED_ROWS] = TokenBucket(settings.unauthorised_rows_per_s, UNAUTHORISED_BURST)
+    app[DRAINING] = asyncio.Event()
+    app[READS] = Reads(database_url, max_concurrent=settings.read_queries_max,
+                       statement_timeout_s=settings.read_statement_timeout_s)
     app.router.add_get("/health", health)
     app.router.add_post("/predict", predict)
     app.router.add_post("/batch_predict", batch_predict)

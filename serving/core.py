@@ -32,6 +32,8 @@ MAX_INPUT_BYTES = 16 * 1024
 class RequestRejected(Exception):
     """A client's mistake: ``status`` (4xx), a short ``error`` code, a message, maybe problems."""
 
+    retry_after: int | None = None  # seconds, for a 503 worth retrying (serving.read_queries)
+
     def __init__(self, status: int, error: str, message: str, problems: list[dict] | None = None):
         super().__init__(message)
         self.status, self.error, self.message, self.problems = status, error, message, problems

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from serving.db.connection import connect, start_embedded
 from serving.db.schema import SchemaMismatch, migrate
-from serving.app import build_app
+from serving.app import DRAINING, build_app
 from serving.config import Settings
 from serving.core import PredictionService
 from serving.log_writer import LogWriter
@@ -32,8 +32,13 @@ from serving.model_identity import resolve_model
 from serving.scorer import ScorerClient, ScorerSupervisor
 from serving.scorer_http import ScorerHttp
 from serving.scorer_process import ScorerProcess
+from serving.shutdown import drain
 
 log = logging.getLogger("serving")
+# Stopping: requests in flight get SCORER_TIMEOUT_S + DRAIN_MARGIN_S to be answered (serving/shutdown.py),
+# then runner.cleanup waits CLEANUP_TIMEOUT_S more for whatever is left before cancelling it.
+DRAIN_MARGIN_S = 5.0
+CLEANUP_TIMEOUT_S = 2.0
 
 
 def run(settings: Settings, scorer: ScorerProcess, stop_requested: threading.Event, *,
@@ -115,8 +120,9 @@ async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threa
                                     max_users=settings.max_batch_users,
                                     max_input_bytes=settings.log_input_max_bytes,
                                     max_in_flight_bytes=settings.max_in_flight_bytes)
-        runner = web.AppRunner(build_app(settings, service, supervisor, url), handle_signals=False,
-                               shutdown_timeout=30, access_log=None,
+        app = build_app(settings, service, supervisor, url)
+        # shutdown_timeout: what runner.cleanup still waits after drain() (below) gave up on a request.
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=CLEANUP_TIMEOUT_S, access_log=None,
                                auto_decompress=False)  # bounded inflation in app._read_body (serving/inflate.py)
         await runner.setup()
         # Everything loaded so far lives as long as the process: out of every garbage collection
@@ -130,7 +136,8 @@ async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threa
         log.info("stopping: finishing requests in flight")
     finally:
         if runner is not None:
-            await runner.cleanup()  # stops listening, then waits for handlers in flight
+            # Stops listening, answers the requests in flight (the scorer's timeout bounds each), closes the rest.
+            await drain(runner, app[DRAINING], settings.scorer_timeout_s + DRAIN_MARGIN_S)
         await supervisor.stop()
         http.close()
         await asyncio.to_thread(writer.stop)
