@@ -1,7 +1,12 @@
 """Move alias `champion` (and stage Production) to the challenger if it wins; or roll back.
 
-    mlflow run . -e promote --env-manager local [-P data_path=holdout.csv] [-P min_gain=0.005]
+    mlflow run . -e promote --env-manager local [-P data_path=holdout.csv] [-P min_gain=0.005] [-P force=true]
     mlflow run . -e rollback --env-manager local
+
+Registry rules (pipelines/registry_rules.py): a rollback also takes `challenger` off the
+rolled-back version, and promote refuses a version tagged rolled back or refused unless
+``force=true``; the ±20 % total check applies with no champion too; a ``data_path`` holdout that
+shares users with the challenger's training or dev split is refused (force does not lift that).
 
 Both models are scored on the same holdout (by default the test split the
 challenger's training run logged), each by its own bundled code in a process of
@@ -27,6 +32,7 @@ from mlflow.exceptions import MlflowException
 from pipelines.candidates import clean_frame
 from pipelines.datasets import read_users
 from pipelines.evaluate import evaluate
+from pipelines.registry_rules import blocked_reason, shared_users, training_users
 from pipelines.selection import challenger_wins
 from pipelines.train import CHALLENGER, HOLDOUT_ARTIFACT
 
@@ -41,6 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-path", default="", help="holdout; empty: the challenger's own test split")
     p.add_argument("--min-gain", type=float, default=0.0, help="normalized Gini the challenger must gain")
     p.add_argument("--rollback", action="store_true", help="move champion back to the previous one")
+    p.add_argument("--force", default="false", choices=["true", "false"],
+                   help="promote a version tagged rolled back or refused all the same")
     return p.parse_args(argv)
 
 
@@ -48,17 +56,28 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     client = MlflowClient()
     code = rollback(client, args.model_name) if args.rollback else promote(
-        client, args.model_name, args.data_path, args.min_gain)
+        client, args.model_name, args.data_path, args.min_gain, force=args.force == "true")
     return code
 
 
-def promote(client: MlflowClient, name: str, data_path: str, min_gain: float) -> int:
-    challenger = client.get_model_version_by_alias(name, CHALLENGER)
+def promote(client: MlflowClient, name: str, data_path: str, min_gain: float, *, force: bool = False) -> int:
+    challenger = _version_by_alias(client, name, CHALLENGER)
+    if challenger is None:
+        print(f"REFUSED: no version has alias @{CHALLENGER} (a rollback takes it off the rolled-back version)")
+        return REFUSED
     champion = _version_by_alias(client, name, CHAMPION)
     if champion is not None and champion.version == challenger.version:
         print(f"version {challenger.version} is already the champion")
         return 0
+    if (blocked := blocked_reason(challenger.tags)) and not force:
+        print(f"REFUSED: challenger v{challenger.version} {blocked}; promote it anyway with -P force=true")
+        return REFUSED
     frame = clean_frame(read_users(data_path or _holdout_of(client, challenger.run_id)))
+    if data_path and (refusal := _overlap_refusal(client, challenger, frame)):
+        client.set_model_version_tag(name, challenger.version, "promotion_refused", json.dumps(
+            {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "reason": refusal}))
+        print(f"REFUSED: {refusal}")
+        return REFUSED
     print(f"scoring challenger v{challenger.version}"
           + (f" and champion v{champion.version}" if champion else "") + f" on {len(frame)} users")
     scores = {"challenger": evaluate(f"models:/{name}/{challenger.version}", frame)}
@@ -97,6 +116,11 @@ def rollback(client: MlflowClient, name: str) -> int:
     client.transition_model_version_stage(name, previous, PRODUCTION, archive_existing_versions=True)
     client.set_model_version_tag(name, current.version, "rolled_back_at", now)
     client.set_model_version_tag(name, previous, "restored_at", now)
+    challenger = _version_by_alias(client, name, CHALLENGER)
+    if challenger is not None and challenger.version == current.version:
+        # Else the next scheduled promote would put the rolled-back version back.
+        client.delete_registered_model_alias(name, CHALLENGER)
+        print(f"@{CHALLENGER} taken off v{current.version}")
     print(f"ROLLED BACK: @{CHAMPION} is v{previous} again (was v{current.version})")
     return 0
 
@@ -106,6 +130,19 @@ def _version_by_alias(client: MlflowClient, name: str, alias: str):
         return client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
+
+
+def _overlap_refusal(client: MlflowClient, challenger, holdout) -> str | None:
+    training = training_users(client.get_run(challenger.run_id).data.params)
+    if training is None:
+        print(f"warning: the training data of v{challenger.version} is gone; the holdout's overlap with it "
+              "is not checked")
+        return None
+    shared = shared_users(holdout, training)
+    if shared:
+        return (f"{shared} of the holdout's {len(holdout)} users are in v{challenger.version}'s training or dev "
+                "split: such a holdout measures memory, not skill")
+    return None
 
 
 def _holdout_of(client: MlflowClient, run_id: str) -> str:

@@ -18,8 +18,10 @@ CAP, TIMEOUT_S = 2, 3
 
 
 def read_backends(url: str) -> int:
+    """Queries waiting on the test's lock: the reads the service runs at this moment."""
     with psycopg2.connect(url) as connection, connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'revenue-service-read'")
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                       "AND pid <> pg_backend_pid()")
         (count,) = cursor.fetchone()
     connection.close()
     return count

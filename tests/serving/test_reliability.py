@@ -201,13 +201,18 @@ def test_a_crashed_scorer_gives_fast_503s_and_is_restarted(champion_store, postg
         killed = time.monotonic()
         assert wait_until(lambda: http.get("/health")[0] == 503, 1.0, 0.05), "health still 200 after 1 s"
         started = time.monotonic()
-        status, _, body = http.post("/predict", USER)
+        retried = f"retried-{uuid.uuid4().hex[:8]}"  # a client's idempotency key, sent with both attempts
+        status, _, body = http.post("/predict", USER, headers={"X-Request-Id": retried})
+        first = status
         if status == 503:  # unless the restart already finished
             assert time.monotonic() - started < 0.5 and body["error"] == "model_unavailable"
-            (row,) = rows_for(service.database_url, [body["request_id"]], expected=1)
+            (row,) = rows_for(service.database_url, [retried], expected=1)
             assert row["status_code"] == 503
         assert wait_until(lambda: http.get("/health")[0] == 200, 120), "the scorer did not come back"
-        assert http.post("/predict", USER)[0] == 200
+        assert http.post("/predict", USER, headers={"X-Request-Id": retried})[0] == 200
+        # Both attempts are logged: the client's id is not the row's key (release 1 kept only the first).
+        rows = rows_for(service.database_url, [retried], expected=2)
+        assert sorted(r["status_code"] for r in rows) == sorted([first, 200]), rows
         assert service.process.pid == proxy_pid and service.process.poll() is None
         print(f"scorer back after {time.monotonic() - killed:.1f} s")
     finally:
