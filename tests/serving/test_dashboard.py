@@ -27,6 +27,7 @@ from revenue_model.validation import validate_columns
 from serving import routes_dashboard
 from serving.db.dashboard import PAYER_EDGES, REVENUE_EDGES_USD, fold_sources, histogram
 from serving.scorer_process import free_port
+from tests.conftest import new_database
 from tests.serving.chromium import Browser
 from tests.serving.conftest import Service, rows_for, wait_until
 
@@ -356,13 +357,7 @@ def loop_service(users, predictor, holdout, postgres, tmp_path_factory):
     finally:
         mlflow.set_tracking_uri(None)
     client.set_registered_model_alias("revenue_model", "champion", "1")
-    name = f"dash_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(postgres)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name}")
-    admin.close()
-    running = Service(root, uri, postgres.replace("/postgres?", f"/{name}?", 1), DRIFT_REFRESH_S=0).start()
+    running = Service(root, uri, new_database(postgres, "dashboard"), DRIFT_REFRESH_S=0).start()
     yield running
     running.stop()
 
