@@ -467,7 +467,7 @@ def test_the_drift_and_performance_panels_say_no_data_yet_then_draw_traffic_and_
     assert drawn(pixels, "panel-cohorts", BLUE), pixels  # today's cohort, one point of v1
 
 
-# -- panels for the routes other work adds, from the contract's own examples ----------------------
+# -- every panel from the contract's own example answers (swaps and the shadow included) ------------
 
 def contract_answers() -> dict:
     deciles = [{"decile": d, "n": 510, "mean_predicted": 0.2 * d * d, "mean_actual": 0.19 * d * d} for d in range(1, 11)]
@@ -501,8 +501,8 @@ def contract_answers() -> dict:
 
 @pytest.mark.slow
 def test_the_later_routes_panels_draw_the_contract_shapes_and_a_503_says_no_data_yet(tmp_path):
-    """drift, performance and shadow are not in this service yet: a stand-in answers them with the
-    contract's examples (and /stats with a 503), around the real page and its files."""
+    """A stand-in answers with the contract's examples, a shadow and a swap included (the service
+    has no shadow yet), and /stats with a 503, around the real page and its files."""
     answers = contract_answers()
 
     async def answer(request: web.Request) -> web.Response:
