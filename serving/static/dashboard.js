@@ -323,6 +323,7 @@
   function renderPerformance(answer, byDay, info) {
     const why = whyEmpty(answer, "/performance");
     const serving = info && info.model_version;
+    const shadowVersion = info && info.shadow ? info.shadow.model_version : null;
     if (why) {
       card("card-quality", "–", why, "nodata");
       for (const id of ["panel-performance", "panel-deciles", "panel-cohorts"]) showEmpty(id, why);
@@ -343,7 +344,8 @@
           // null when the group's users spent nothing (no ratio to a total of 0)
           const ratio = m && num(m.total_ratio)
             ? el("span", { class: "badge " + level(Math.abs(m.total_ratio - 1), TOTAL_RATIO_OFF), text: fmtNum(m.total_ratio) }) : "–";
-          return [`v${g.model_version}` + (g.model_version === serving ? " (serving)" : ""), fmtInt(g.n_predicted),
+          const role = g.model_version === serving ? " (serving)" : g.model_version === shadowVersion ? " (shadow)" : "";
+          return [`v${g.model_version}${role}`, fmtInt(g.n_predicted),
             fmtInt(g.n_labelled), m ? fmtNum(m.norm_gini, 3) : (g.reason || "not enough labels"), ratio,
             m ? fmtNum(m.payer_auc, 3) : "", m ? fmtPct(m.p90_coverage, 0) : ""];
         }));

@@ -492,7 +492,9 @@ def contract_answers() -> dict:
             {"model_version": "2", "by": None, "value": None, "n_predicted": 5400, "n_labelled": 120,
              "metrics": None, "reason": "120 labelled users, fewer than min_labelled (200)"},
             {"model_version": "3", "by": None, "value": None, "n_predicted": 5400, "n_labelled": 5100,
-             "metrics": metrics, "reason": None}]},
+             "metrics": metrics, "reason": None},
+            {"model_version": "4", "by": None, "value": None, "n_predicted": 2700, "n_labelled": 0,
+             "metrics": None, "reason": "0 labelled users, fewer than min_labelled=200"}]},
         "/performance?by=day": {"groups": [day(20, "2", 1.3), day(21, "2", 1.2), day(21, "3", 0.95), day(22, "3", 1.02)]},
         "/shadow": {"champion_version": "3", "shadow_version": "4", "n_users": 4800, "mean_ratio": 1.04,
                     "spearman": 0.93, "top_decile_overlap": 0.81},
@@ -541,6 +543,7 @@ def test_the_later_routes_panels_draw_the_contract_shapes_and_a_503_says_no_data
     performance = texts["panel-performance"]["text"]
     assert "v3 (serving)\t5,400\t5,100\t0.710\t0.98\t0.830\t90%" in performance, performance
     assert "120 labelled users, fewer than min_labelled (200)" in performance
+    assert "v4 (shadow)\t2,700\t0\t0 labelled users, fewer than min_labelled=200" in performance, performance
     assert drawn(pixels, "panel-deciles", BLUE, TEAL), pixels
     assert drawn(pixels, "panel-cohorts", BLUE, RED), pixels
     models = texts["panel-models"]["text"]
