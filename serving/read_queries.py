@@ -40,7 +40,6 @@ class Reads:
         self.database_url = database_url
         self.max_concurrent = max_concurrent
         self.statement_timeout_s = statement_timeout_s
-        self.running = 0
         self._slots = asyncio.Semaphore(max_concurrent)
 
     async def run(self, record: RequestRecord | None, query: Callable[..., T], *args,
@@ -53,7 +52,6 @@ class Reads:
         except asyncio.TimeoutError:
             raise ReadUnavailable("database_busy", f"{self.max_concurrent} database reads are running "
                                   "(READ_QUERIES_MAX); retry") from None
-        self.running += 1
         # The slot is freed when the thread ends, not when the request does: a client that hangs up
         # must not let more queries run than the cap.
         future = asyncio.get_running_loop().run_in_executor(None, self._call, query, args, timeout_s)
@@ -79,7 +77,6 @@ class Reads:
             connection.close()
 
     def _release(self, future: asyncio.Future) -> None:
-        self.running -= 1
         self._slots.release()
         if not future.cancelled():
             future.exception()  # retrieved: a request that hung up does not log "never retrieved"
