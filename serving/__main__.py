@@ -29,7 +29,10 @@ def main() -> None:
     stop_requested = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop_requested.set())
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as error:
+        raise SystemExit(f"bad setting: {error}") from None
     model_dir = Path(tempfile.mkdtemp(prefix="revenue-model-"))
     scorer = ScorerProcess(model_dir / "model", port=settings.scorer_port, workers=settings.scorer_workers,
                            threads=settings.scorer_threads).start()

@@ -1,0 +1,126 @@
+"""Routes about which model answers: /model/info, /shadow, POST /admin/model/check, and their metrics.
+
+Registered by ``build_app`` (app.py); the API key, request ids and error
+mapping are app.py's middleware, as for every route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+import psycopg2
+from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from serving.app import REGISTRY, SERVICE, SETTINGS, STATS_DB, json_response, parse_since
+from serving.db.connection import connect
+from serving.db.shadow import shadow_pairs, shadow_sample
+from serving.model_follower import MODELS, Models
+from serving.shadow_compare import compare
+
+
+async def model_info(request: web.Request) -> web.Response:
+    champion, models = request.app[SERVICE].champion, request.app[MODELS]
+    return json_response({**champion.identity.as_dict(), "scorer_ready": champion.ready, **models.info()})
+
+
+async def check_models(request: web.Request) -> web.Response:
+    """Check every followed alias now (backoff ignored) and answer what happened to each."""
+    models = request.app[MODELS]
+    champion, shadow = await asyncio.gather(
+        models.champion.check(force=True),
+        models.shadow.check(force=True) if models.shadow is not None else asyncio.sleep(0))
+    return json_response({"champion": champion, "shadow": shadow})
+
+
+async def shadow_report(request: web.Request) -> web.Response:
+    """The champion and the shadow on the users both scored since ``since`` (contract: GET /shadow)."""
+    app = request.app
+    since = parse_since(request.query.get("since"), datetime.now(timezone.utc))
+    models, limit = app[MODELS], app[SETTINGS].shadow_sample_users
+    wanted = (request.query.get("champion_version"), request.query.get("shadow_version"))
+    serving = (models.champion.current.identity.version if models.champion.current else None,
+               models.shadow.current.identity.version if models.shadow and models.shadow.current else None)
+    url = app[STATS_DB]
+
+    def query():
+        connection = connect(url)
+        try:
+            pairs = shadow_pairs(connection, since)
+            pair = _pick(pairs, wanted, serving)
+            sample = shadow_sample(connection, since, pair["champion_version"], pair["shadow_version"],
+                                   limit) if pair else ([], [])
+            return pair, sample
+        finally:
+            connection.close()
+
+    try:
+        pair, (champion, shadow) = await asyncio.to_thread(query)
+    except psycopg2.Error:
+        return json_response({"error": "database_unavailable", "message": "PostgreSQL did not answer; retry"},
+                             503, {"Retry-After": "5"})
+    body = {"since": since.isoformat(), "champion_version": None, "shadow_version": None, "n_users": 0,
+            "mean_ratio": None, "spearman": None, "top_decile_overlap": None, "sample_users": 0}
+    if pair:
+        body.update({"champion_version": pair["champion_version"], "shadow_version": pair["shadow_version"],
+                     "n_users": pair["n_users"], "mean_ratio": pair["mean_ratio"], **compare(champion, shadow)})
+    return json_response(body)
+
+
+def _pick(pairs: list[dict], wanted: tuple, serving: tuple) -> dict | None:
+    """The pair of versions asked for (None when the window has none); else the pair serving now;
+    else the pair with the newest rows."""
+    def matching(versions: tuple) -> list[dict]:
+        return [p for p in pairs if versions[0] in (None, p["champion_version"])
+                and versions[1] in (None, p["shadow_version"])]
+
+    newest = lambda found: max(found, key=lambda p: p["last"]) if found else None  # noqa: E731
+    if any(wanted):
+        return newest(matching(wanted))
+    return newest(matching(serving)) or newest(pairs)
+
+
+class _ModelMetrics:
+    """/metrics of the model lifecycle, read when scraped."""
+
+    def __init__(self, models: Models):
+        self.models = models
+
+    def collect(self):
+        models = self.models
+        swaps = CounterMetricFamily("revenue_model_swaps", "Switches to a new version of a followed alias",
+                                    labels=["role"])
+        failures = CounterMetricFamily("revenue_model_swap_failures", "Checks that kept the old version: a new "
+                                       "one failed to download, start or answer, or the registry failed",
+                                       labels=["role"])
+        serving = GaugeMetricFamily("revenue_model_serving", "1 for the version answering in each role",
+                                    labels=["role", "model_version"])
+        for follower in models.followers():
+            swaps.add_metric([follower.role], follower.swap_count)
+            failures.add_metric([follower.role], follower.failures)
+            if follower.current is not None:
+                serving.add_metric([follower.role, follower.current.identity.version], 1)
+        yield from (swaps, failures, serving)
+        yield CounterMetricFamily("revenue_scorer_hangs", "Scorers killed for not answering a ping in time",
+                                  value=models.stats.hangs)
+        yield CounterMetricFamily("revenue_scorer_watch_errors", "Errors in a scorer's watch (then a backoff)",
+                                  value=models.stats.watch_errors)
+        shadow = models.shadow_scorer
+        if shadow is not None:
+            users = CounterMetricFamily("revenue_shadow_users", "Users offered to the shadow, by outcome",
+                                        labels=["outcome"])
+            users.add_metric(["scored"], shadow.scored_users)
+            users.add_metric(["failed"], shadow.failed_users)
+            users.add_metric(["dropped"], shadow.dropped_users)
+            yield users
+            yield GaugeMetricFamily("revenue_shadow_queue_users", "Users waiting for the shadow",
+                                    value=shadow.queued_users)
+
+
+def add_model_routes(app: web.Application, models: Models) -> None:
+    app[MODELS] = models
+    app[REGISTRY].register(_ModelMetrics(models))
+    app.router.add_get("/model/info", model_info)
+    app.router.add_get("/shadow", shadow_report)
+    app.router.add_post("/admin/model/check", check_models)
