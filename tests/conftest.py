@@ -1,6 +1,10 @@
-"""Shared fixtures: small seeded data, one model trained per session, a store where it is champion."""
+"""Shared fixtures: small seeded data, one model trained per session, a store where it is champion,
+a real PostgreSQL (pgserver) and fresh databases in it."""
+
+import uuid
 
 import mlflow
+import psycopg2
 import pytest
 from mlflow import MlflowClient
 
@@ -43,3 +47,24 @@ def champion_store(predictor, holdout, tmp_path_factory):
     client.set_registered_model_alias("revenue_model", "champion", version)
     client.set_model_version_tag("revenue_model", version, "test_normalized_gini", "0.8")
     return uri
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"))
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture
+def fresh_database(postgres):
+    """A new, empty database in the session's PostgreSQL; its URL."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(postgres)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    admin.close()
+    return postgres.replace("/postgres?", f"/{name}?", 1)

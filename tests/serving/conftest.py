@@ -1,4 +1,4 @@
-"""A real PostgreSQL (pgserver), a real tracking store with a champion, and the service as a process."""
+"""The service as a process (with the session's PostgreSQL and tracking store), its HTTP client and waits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -20,27 +19,6 @@ import pytest
 from serving.scorer_process import free_port
 
 PROJECT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def postgres(tmp_path_factory):
-    import pgserver
-
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"))
-    yield server.get_uri()
-    server.cleanup()
-
-
-@pytest.fixture
-def fresh_database(postgres):
-    """A new, empty database in the session's PostgreSQL; its URL."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(postgres)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name}")
-    admin.close()
-    return postgres.replace("/postgres?", f"/{name}?", 1)
 
 
 @dataclass
