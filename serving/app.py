@@ -327,8 +327,6 @@ def build_app(settings: Settings, service: PredictionService, models: Models,
     app[OPENAPI] = openapi_document()
     app[METRICS] = _metrics(registry)
     app[SERVICE], app[SETTINGS], app[STATS_DB] = service, settings, database_url
-    from serving.routes_models import add_model_routes  # it imports this module's helpers
-
     app.router.add_get("/health", health)
     app.router.add_post("/predict", predict)
     app.router.add_post("/batch_predict", batch_predict)
@@ -337,6 +335,7 @@ def build_app(settings: Settings, service: PredictionService, models: Models,
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/docs", docs)
+    from serving.routes_models import add_model_routes  # it imports this module's helpers
     add_model_routes(app, models)  # /model/info, /shadow, /admin/model/check
     return app
 
