@@ -10,6 +10,7 @@ import asyncio
 from datetime import datetime, timezone
 
 import psycopg2
+import psycopg2.errors
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -18,6 +19,8 @@ from serving.db.connection import connect
 from serving.db.shadow import shadow_pairs, shadow_sample
 from serving.model_follower import MODELS, Models
 from serving.shadow_compare import compare
+
+_TIMEOUT_S = 30  # per statement of GET /shadow
 
 
 async def model_info(request: web.Request) -> web.Response:
@@ -45,7 +48,7 @@ async def shadow_report(request: web.Request) -> web.Response:
     url = app[STATS_DB]
 
     def query():
-        connection = connect(url)
+        connection = connect(url, statement_timeout_ms=_TIMEOUT_S * 1000)
         try:
             pairs = shadow_pairs(connection, since)
             pair = _pick(pairs, wanted, serving)
@@ -57,6 +60,9 @@ async def shadow_report(request: web.Request) -> web.Response:
 
     try:
         pair, (champion, shadow) = await asyncio.to_thread(query)
+    except psycopg2.errors.QueryCanceled:
+        return json_response({"error": "query_timeout", "message": f"the comparison took over {_TIMEOUT_S} s; "
+                              "ask for a shorter window (since)"}, 503)
     except psycopg2.Error:
         return json_response({"error": "database_unavailable", "message": "PostgreSQL did not answer; retry"},
                              503, {"Retry-After": "5"})
