@@ -106,3 +106,14 @@ PAIRS = [{"champion_version": "1", "shadow_version": "2", "last": 3},
 def test_the_report_compares_the_pair_asked_for_else_serving_else_newest(wanted, serving, expected):
     found = _pick(PAIRS, wanted, serving)
     assert (found and (found["champion_version"], found["shadow_version"])) == expected
+
+
+def test_without_a_shadow_the_report_is_empty_and_model_info_says_so(http):
+    status, _, body = http.get("/shadow?since=1h")
+    assert status == 200, body
+    assert (body["champion_version"], body["shadow_version"], body["n_users"], body["spearman"]) == (None, None, 0, None)
+    info = http.get("/model/info")[2]
+    assert info["shadow"] is None and info["swaps"] == []
+    status, _, body = http.get("/shadow?since=yesterday")
+    assert status == 400 and body["problems"] == [{"row": None, "field": "since",
+                                                    "reason": "is not a time or a duration"}]
