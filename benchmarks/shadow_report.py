@@ -37,6 +37,8 @@ def parse_args(argv=None):
     p.add_argument("--sample-users", type=int, default=Settings.shadow_sample_users)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--database-url", default="", help="a throwaway database; empty: an embedded one")
+    p.add_argument("--pgdata", default="", help="the embedded database's directory; empty: a new one")
+    p.add_argument("--filled", action="store_true", help="the database is filled already: only time")
     p.add_argument("--output", default=str(PROJECT / "benchmarks" / "results" / "shadow_report.json"))
     return p.parse_args(argv)
 
@@ -56,17 +58,24 @@ def main(argv=None) -> dict:
     if not url:
         import pgserver
 
-        url = pgserver.get_server(Path(tempfile.mkdtemp(prefix="shadow-report-")) / "pgdata").get_uri()
-    filled = fill_log.main(["--database-url", url, "--rows", str(args.rows), "--days", str(args.days),
-                            "--shadow-share", str(args.shadow_share), "--versions", "1"])
+        pgdata = Path(args.pgdata or Path(tempfile.mkdtemp(prefix="shadow-report-")) / "pgdata")
+        url = pgserver.get_server(pgdata).get_uri()
+        print(f"embedded PostgreSQL in {pgdata} (--pgdata {pgdata} --filled to time it again)", flush=True)
+    if not args.filled:
+        fill_log.main(["--database-url", url, "--rows", str(args.rows), "--days", str(args.days),
+                       "--shadow-share", str(args.shadow_share), "--versions", "1"])
     connection = connect(url, statement_timeout_ms=0)
-    results = {"rows": filled["rows"], "sample_users": args.sample_users, "windows": {}}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM predictions")
+        (rows,) = cursor.fetchone()
+    connection.rollback()
+    results = {"rows": rows, "sample_users": args.sample_users, "windows": {}}
     for days in (1, 7, 30):
         since = datetime.now(timezone.utc) - timedelta(days=days)
         pairs_s, pairs = timed(lambda: shadow_pairs(connection, since), args.repeats)
         pair = max(pairs, key=lambda p: p["last"])
-        sample_s, (champion, shadow) = timed(lambda: shadow_sample(
-            connection, since, pair["champion_version"], pair["shadow_version"], args.sample_users), args.repeats)
+        sample_s, (champion, shadow) = timed(lambda: shadow_sample(connection, since, pair, args.sample_users),
+                                             args.repeats)
         compare_s, _ = timed(lambda: compare(champion, shadow), args.repeats)
         results["windows"][f"{days}d"] = {"n_users": pair["n_users"], "pairs_s": pairs_s, "sample_s": sample_s,
                                           "compare_s": compare_s, "total_s": pairs_s + sample_s + compare_s}

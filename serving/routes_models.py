@@ -52,8 +52,7 @@ async def shadow_report(request: web.Request) -> web.Response:
         try:
             pairs = shadow_pairs(connection, since)
             pair = _pick(pairs, wanted, serving)
-            sample = shadow_sample(connection, since, pair["champion_version"], pair["shadow_version"],
-                                   limit) if pair else ([], [])
+            sample = shadow_sample(connection, since, pair, limit) if pair else ([], [])
             return pair, sample
         finally:
             connection.close()

@@ -117,3 +117,17 @@ def test_without_a_shadow_the_report_is_empty_and_model_info_says_so(http):
     status, _, body = http.get("/shadow?since=yesterday")
     assert status == 400 and body["problems"] == [{"row": None, "field": "since",
                                                     "reason": "is not a time or a duration"}]
+
+
+def test_the_sample_reads_only_the_newest_days_that_hold_enough_users():
+    from datetime import date, datetime, timezone
+
+    from serving.db.shadow import newest_days_start
+
+    since = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    days = {date(2026, 11, 20): 50, date(2026, 11, 21): 30, date(2026, 11, 22): 40}
+    assert newest_days_start(days, since, 40) == datetime(2026, 11, 22, tzinfo=timezone.utc)
+    assert newest_days_start(days, since, 41) == datetime(2026, 11, 21, tzinfo=timezone.utc)
+    assert newest_days_start(days, since, 121) == since            # not enough: the whole window
+    late = datetime(2026, 11, 22, 6, tzinfo=timezone.utc)           # a window starting within the day
+    assert newest_days_start(days, late, 10) == late
