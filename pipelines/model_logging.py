@@ -1,15 +1,23 @@
-"""Log a RevenuePredictor to MLflow as the project's pyfunc (models-from-code, code_paths)."""
+"""Log a RevenuePredictor to MLflow as the project's pyfunc (models-from-code, code_paths).
+
+The drift reference profile travels inside the model as the pyfunc artifact
+``reference_profile.json``. The pyfunc never reads it, so models logged
+before it existed load as before; ``load_reference_profile`` says None for them.
+"""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 import revenue_model
+from revenue_model.drift import profile_from_json
 from revenue_model.pyfunc_model import model_signature
 from revenue_model.predictor import RevenuePredictor
 
@@ -17,20 +25,37 @@ PACKAGE_DIR = Path(revenue_model.__file__).parent
 MODEL_CODE = PACKAGE_DIR / "model_code.py"
 # Pinned to what trained the model; listing them skips MLflow's slow inference of requirements.
 _RUNTIME = ("mlflow", "lightgbm", "numpy", "pandas", "scipy", "pyarrow")
+PROFILE_ARTIFACT = "reference_profile"
 
 
 def log_revenue_model(predictor: RevenuePredictor, input_example: pd.DataFrame, *,
-                      name: str = "model", registered_model_name: str | None = None):
-    """Log the predictor under the active run; returns MLflow's ModelInfo."""
+                      name: str = "model", registered_model_name: str | None = None,
+                      reference_profile: dict | None = None):
+    """Log the predictor (and its drift reference profile) under the active run; returns MLflow's ModelInfo."""
     with tempfile.TemporaryDirectory() as directory:
         artifacts = {}
         for key, text in predictor.to_texts().items():
             path = Path(directory) / f"{key}.{'json' if key in ('feature_state', 'ziln') else 'txt'}"
             path.write_text(text)
             artifacts[key] = str(path)
+        if reference_profile is not None:
+            path = Path(directory) / f"{PROFILE_ARTIFACT}.json"
+            path.write_text(json.dumps(reference_profile))
+            artifacts[PROFILE_ARTIFACT] = str(path)
         return mlflow.pyfunc.log_model(
             name=name, python_model=str(MODEL_CODE), artifacts=artifacts,
             code_paths=[str(PACKAGE_DIR)], signature=model_signature(),
             input_example=input_example, registered_model_name=registered_model_name,
             pip_requirements=[f"{p}=={version(p)}" for p in _RUNTIME],
         )
+
+
+def load_reference_profile(model_uri: str) -> dict | None:
+    """The drift reference profile logged with a model, or None when the model predates it."""
+    flavor = mlflow.models.get_model_info(model_uri).flavors.get("python_function", {})
+    entry = flavor.get("artifacts", {}).get(PROFILE_ARTIFACT)
+    if entry is None:
+        return None
+    with tempfile.TemporaryDirectory() as directory:
+        local = get_artifact_repository(model_uri).download_artifacts(entry["path"], directory)
+        return profile_from_json(Path(local).read_text())

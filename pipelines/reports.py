@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from revenue_model import drift as D  # noqa: E402
 from revenue_model import metrics as M  # noqa: E402
 from revenue_model.features import category_key  # noqa: E402
 
@@ -77,5 +78,29 @@ def importance_chart(importance: dict[str, dict[str, float]]) -> plt.Figure:
     frame = frame.loc[frame.sum(axis=1).sort_values().index]
     fig, ax = plt.subplots(figsize=(9, 9))
     frame.plot.barh(ax=ax, title="Feature importance (share of gain per booster)")
+    fig.tight_layout()
+    return fig
+
+
+_STATUS_COLOURS = {D.OK: "tab:green", D.WARN: "tab:orange", D.DRIFT: "tab:red", D.INSUFFICIENT: "lightgrey"}
+
+
+def drift_chart(report: dict, title: str) -> plt.Figure:
+    """PSI per column, coloured by status, with the warn and drift thresholds."""
+    names = list(report["columns"])[::-1]
+    entries = [report["columns"][c] for c in names]
+    values = [e["psi"] or 0.0 for e in entries]
+    fig, ax = plt.subplots(figsize=(8, 6))
+    ax.barh(names, values, color=[_STATUS_COLOURS[e["status"]] for e in entries])
+    for y, e in enumerate(entries):
+        ax.text(values[y], y, f" {e['psi']:.3f}" if e["psi"] is not None else " too few rows",
+                va="center", fontsize=8)
+    ax.axvline(D.WARN_PSI, color="tab:orange", linestyle="--", label=f"warn ({D.WARN_PSI})")
+    ax.axvline(D.DRIFT_PSI, color="tab:red", linestyle="--", label=f"drift ({D.DRIFT_PSI})")
+    ax.set(title=f"{title}: PSI per column ({report['n']} rows against {report['reference_n']}), "
+                 f"status {report['status']}", xlabel="population stability index",
+           xlim=(0, max(max(values) * 1.2, D.DRIFT_PSI * 1.5)))
+    ax.title.set_fontsize(9)
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig

@@ -17,8 +17,10 @@ from mlflow import MlflowClient
 from pipelines import reports
 from pipelines.candidates import all_candidates, clean_frame
 from pipelines.datasets import load_or_generate, split_users, write_users
+from pipelines.drift_logging import inputs_of, log_drift
 from pipelines.model_logging import log_revenue_model
 from pipelines.selection import PRIMARY, pick_winner
+from revenue_model import drift as D
 from revenue_model import metrics as M
 from revenue_model.contract import INSTALL_DATE, TARGET
 from revenue_model.ziln import BOOSTERS, ZilnParams
@@ -91,6 +93,7 @@ def main(argv=None) -> dict:
         mlflow.set_tags({"winner": winner, "holdout_artifact": HOLDOUT_ARTIFACT})
 
         predictor = fitted[winner].predictor
+        profile = _reference_profile(train, dev, test, fitted[winner])
         y_test = test[TARGET].to_numpy(float)
         mlflow.log_figure(reports.decile_chart(y_test, test_predictions[winner], winner), "charts/deciles.png")
         mlflow.log_figure(reports.gain_chart(y_test, test_predictions, "test split"), "charts/gain.png")
@@ -101,7 +104,7 @@ def main(argv=None) -> dict:
         mlflow.log_figure(reports.importance_chart(importance), "charts/feature_importance.png")
 
         example = test.drop(columns=[TARGET, INSTALL_DATE], errors="ignore").head(3)
-        info = log_revenue_model(predictor, example)
+        info = log_revenue_model(predictor, example, reference_profile=profile)
         version = _register(info.model_uri, args.model_name, run.info.run_id, winner_test, len(frame))
     _print_where_to_look(run.info.run_id, run.info.experiment_id, args.model_name, version, winner_test)
     return {"run_id": run.info.run_id, "version": version, "winner": winner, "metrics": winner_test}
@@ -124,6 +127,13 @@ def _log_data(train: pd.DataFrame, test: pd.DataFrame) -> None:
         # The holdout travels with the run, so promote scores champion and challenger on it.
         path = write_users(test, Path(directory) / Path(HOLDOUT_ARTIFACT).name)
         mlflow.log_artifact(str(path), str(Path(HOLDOUT_ARTIFACT).parent))
+
+
+def _reference_profile(train: pd.DataFrame, dev: pd.DataFrame, test: pd.DataFrame, predict) -> dict:
+    """The winner's drift reference (training inputs, its dev outputs); logs the test split against it."""
+    profile = D.build_profile(inputs_of(train), predict(dev))
+    log_drift(profile, test, predict(test), title="test split vs training split", reference="training split")
+    return profile
 
 
 def _register(model_uri: str, name: str, run_id: str, test_metrics: dict, rows: int) -> str:

@@ -93,10 +93,11 @@ def test_train_logs_every_candidate_as_a_nested_run_with_full_metrics(story):
     ziln = next(r for r in children if r.info.run_name == "ziln")
     assert {"test_brier", "test_share_at_or_below_p90"} <= set(ziln.data.metrics)
     artifacts = {a.path for a in store.client.list_artifacts(parent)}
-    assert {"charts", "data_report", "holdout", "candidates.json", "candidates.md",
+    assert {"charts", "data_report", "holdout", "drift", "candidates.json", "candidates.md",
             "feature_importance.json"} <= artifacts
     charts = {a.path for a in store.client.list_artifacts(parent, "charts")}
-    assert charts == {"charts/deciles.png", "charts/gain.png", "charts/feature_importance.png"}
+    assert charts == {"charts/deciles.png", "charts/gain.png", "charts/feature_importance.png",
+                      "charts/drift.png"}
 
 
 def test_first_promotion_makes_the_challenger_champion_and_production(story):
