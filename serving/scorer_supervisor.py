@@ -15,7 +15,8 @@ doubles up to ``backoff_max_s``.
 
 ``ping_timeout_s`` must exceed the longest call the scorer serves: its event loop
 scores in the same thread, so a ping waits behind the call in progress (a
-10,000-user call takes well under a second here; the default allows 5 s).
+10,000-user call took about 0.26 s on an idle machine here, 38,914 users/s in the
+README's benchmark; the default allows 5 s).
 """
 
 from __future__ import annotations
