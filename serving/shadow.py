@@ -89,7 +89,7 @@ class ShadowScorer:
         if self._task is None:
             return
         deadline = time.monotonic() + wait_s
-        while self._queue and time.monotonic() < deadline and self.served is not None and self.served.ready:
+        while self.queued_users and time.monotonic() < deadline and self.served is not None and self.served.ready:
             await asyncio.sleep(0.05)
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
@@ -109,7 +109,8 @@ class ShadowScorer:
                     size += len(batch[-1][1])
                 try:
                     await self._score(batch)
-                except asyncio.CancelledError:
+                except asyncio.CancelledError:  # stopped: a call cut off is shadow work dropped
+                    self.dropped_users += size
                     raise
                 except Exception:  # noqa: BLE001 - a bug here must not stop shadowing for good
                     log.exception("shadow scoring failed")

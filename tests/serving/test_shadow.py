@@ -131,3 +131,29 @@ def test_the_sample_reads_only_the_newest_days_that_hold_enough_users():
     assert newest_days_start(days, since, 121) == since            # not enough: the whole window
     late = datetime(2026, 11, 22, 6, tzinfo=timezone.utc)           # a window starting within the day
     assert newest_days_start(days, late, 10) == late
+
+
+def test_stopping_counts_the_shadow_work_cut_off_as_dropped(tmp_path: Path):
+    import asyncio
+    import socket
+
+    async def scenario():
+        with socket.socket() as silent:  # accepts connections, never answers: a call in flight for good
+            silent.bind(("127.0.0.1", 0))
+            silent.listen()
+            served = ServedModel(ModelIdentity("models:/m/2", name="m", version="2"),
+                                 ScorerProcess(tmp_path, port=silent.getsockname()[1], workers=1, threads=1),
+                                 Settings())
+            served.supervisor.ready = True
+            shadow = ShadowScorer(writer=None, share=1.0, max_queue_users=100).start()
+            shadow.use(served)
+            champion = ModelIdentity("models:/m/1", name="m", version="1")
+            shadow.offer(_record([USER] * 3), 200, champion)
+            shadow.offer(_record([USER] * 2), 200, champion)
+            await asyncio.sleep(0.2)
+            await shadow.stop(wait_s=0.3)
+            served.http.close()
+            return shadow
+
+    shadow = asyncio.run(scenario())
+    assert (shadow.queued_users, shadow.dropped_users, shadow.scored_users) == (0, 5, 0)
