@@ -135,7 +135,7 @@ def openapi_document() -> dict:
             "/shadow": {"get": {"summary": "The champion against the shadow on the users both scored",
                                 "parameters": [{"name": "since", "in": "query", "required": False,
                                                 "schema": {"type": "string"},
-                                                "description": "ISO 8601 time, or a duration back from now: 30m, 6h, 7d"},
+                                                "description": "ISO 8601 time, or a duration: 30m, 6h, 7d"},
                                                *({"name": f"{role}_version", "in": "query", "required": False,
                                                   "schema": {"type": "string"},
                                                   "description": f"the {role}'s version (default: the one serving)"}

@@ -61,6 +61,11 @@ def postgres(tmp_path_factory):
 @pytest.fixture
 def fresh_database(postgres):
     """A new, empty database in the session's PostgreSQL; its URL."""
+    return new_database(postgres)
+
+
+def new_database(postgres: str) -> str:
+    """Create a new, empty database in the PostgreSQL at ``postgres``; its URL."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = psycopg2.connect(postgres)
     admin.autocommit = True

@@ -23,6 +23,7 @@ from scipy.stats import spearmanr
 from pipelines.model_logging import log_revenue_model
 from revenue_model.contract import FEATURE_INPUTS
 from revenue_model.predictor import fit_predictor
+from tests.conftest import new_database
 from tests.serving.conftest import Service, wait_until
 from tests.serving.test_reliability import USER, Load
 
@@ -76,7 +77,7 @@ def store(predictor, challenger, holdout, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def service(store, postgres, tmp_path_factory):
-    running = Service(tmp_path_factory.mktemp("swaps"), store, postgres, MODEL_POLL_S=1, API_KEY=KEY,
+    running = Service(tmp_path_factory.mktemp("swaps"), store, new_database(postgres), MODEL_POLL_S=1, API_KEY=KEY,
                       SHADOW_URI="models:/revenue_model@challenger", SHADOW_SHARE=SHARE, SHADOW_QUEUE_USERS=QUEUE,
                       SCORER_PING_TIMEOUT_S=3).start()
     running.http.headers["X-API-Key"] = KEY
@@ -144,7 +145,8 @@ def test_shadow_rows_and_the_shadow_report_match_both_models_scored_in_process(
     assert len(champion) == 240 and set(shadow) == expected
     for key, row in shadow.items():
         twin = champion[key]
-        assert (row["row_key"], row["timestamp"], row["user_id"]) == (twin["row_key"], twin["timestamp"], twin["user_id"])
+        shared = ("row_key", "timestamp", "user_id")
+        assert [row[k] for k in shared] == [twin[k] for k in shared]
         assert (row["model_version"], row["status_code"], twin["model_version"]) == ("2", 200, "1")
 
     position = {(rid, i): k * 60 + i for k, rid in enumerate(request_ids) for i in range(60)}

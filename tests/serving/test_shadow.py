@@ -108,10 +108,10 @@ def test_the_report_compares_the_pair_asked_for_else_serving_else_newest(wanted,
     assert (found and (found["champion_version"], found["shadow_version"])) == expected
 
 
-def test_without_a_shadow_the_report_is_empty_and_model_info_says_so(http):
-    status, _, body = http.get("/shadow?since=1h")
+def test_without_a_shadow_model_info_says_so_and_a_report_without_pairs_is_empty(http):
+    status, _, body = http.get("/shadow?since=1h&champion_version=no-such-version")
     assert status == 200, body
-    assert (body["champion_version"], body["shadow_version"], body["n_users"], body["spearman"]) == (None, None, 0, None)
+    assert [body[k] for k in ("champion_version", "shadow_version", "n_users", "spearman")] == [None, None, 0, None]
     info = http.get("/model/info")[2]
     assert info["shadow"] is None and info["swaps"] == []
     status, _, body = http.get("/shadow?since=yesterday")
