@@ -19,12 +19,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from revenue_model.contract import OUTPUT_COLUMNS
 from serving.db.connection import connect
+from serving.db.dashboard import window_extras
 from serving.db.stats import prediction_stats
 from serving.config import Settings
 from serving.core import (
     Overloaded, PredictionService, RequestRecord, RequestRejected, batch_users, invocation_users,
     parse_json, single_user,
 )
+from serving import routes_dashboard
 from serving.model_follower import MODELS, Models
 from serving.schemas import openapi_document
 from serving.scorer import ScorerFailed, ScorerUnavailable
@@ -34,7 +36,7 @@ log = logging.getLogger("serving.app")
 REQUEST_ID_HEADER = "X-Request-Id"
 MODEL_VERSION_HEADER = "X-Model-Version"
 PREDICTION_ROUTES = {"/predict", "/batch_predict", "/invocations"}
-OPEN_ROUTES = {"/health"}  # the only route without the API key
+OPEN_ROUTES = {"/health"}  # with the dashboard's page and files (routes_dashboard.is_open), no API key
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -84,7 +86,8 @@ async def handle(request: web.Request, handler) -> web.StreamResponse:
             service.admit()
             service.in_flight += 1
         try:
-            if settings.api_key and request.path not in OPEN_ROUTES and not _authorised(request, settings):
+            if (settings.api_key and request.path not in OPEN_ROUTES and not routes_dashboard.is_open(request.path)
+                    and not _authorised(request, settings)):
                 raise RequestRejected(401, "unauthorised", "a valid API key is required in X-API-Key")
             response = await handler(request)
         finally:
@@ -272,7 +275,7 @@ async def stats(request: web.Request) -> web.Response:
     def query():
         connection = connect(url)
         try:
-            return prediction_stats(connection, since)
+            return {**prediction_stats(connection, since), **window_extras(connection, since)}
         finally:
             connection.close()
 
@@ -335,6 +338,7 @@ def build_app(settings: Settings, service: PredictionService, models: Models,
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/docs", docs)
+    routes_dashboard.register(app)
     from serving.routes_models import add_model_routes  # it imports this module's helpers
     add_model_routes(app, models)  # /model/info, /shadow, /admin/model/check
     return app

@@ -36,6 +36,7 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     max_in_flight: int = 256                # requests beyond this get 503 at once
     log_queue_rows: int = 200_000           # rows held in memory before spilling to disk
+    log_level: str = ""                     # empty: quiet (serving/logging_setup.py); DEBUG, INFO ...: all loggers
     api_key: str = field(default="", repr=False)
 
     @classmethod
@@ -66,6 +67,7 @@ class Settings:
             max_body_bytes=int(get("MAX_BODY_BYTES", cls.max_body_bytes)),
             max_in_flight=int(get("MAX_IN_FLIGHT", cls.max_in_flight)),
             log_queue_rows=int(get("LOG_QUEUE_ROWS", cls.log_queue_rows)),
+            log_level=get("LOG_LEVEL", ""),
             api_key=get("API_KEY", ""),
         )
 

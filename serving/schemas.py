@@ -132,6 +132,17 @@ def openapi_document() -> dict:
                                                "schema": {"type": "string"},
                                                "description": "ISO 8601 time, or a duration back from now: 30m, 6h, 7d"}],
                                "responses": {"200": {"description": "ok", **free}, **errors}}},
+            "/stats/timeseries": {"get": {
+                "summary": "Prediction requests, users scored, failures and latency percentiles per interval",
+                "parameters": [{"name": name, "in": "query", "required": False, "schema": {"type": "string"},
+                                "description": text} for name, text in (
+                    ("since", "start: ISO 8601 time or a duration back from now (default 24h)"),
+                    ("until", "end: as since (default now)"),
+                    ("step", "interval: 30s, 5m, 1h ... (default: at most 300 intervals; at most 2000)"))],
+                "responses": {"200": {"description": "ok", **free}, **errors}}},
+            "/dashboard": {"get": {"summary": "The dashboard: one page drawn from the routes above",
+                                   "responses": {"200": {"description": "HTML",
+                                                         "content": {"text/html": {"schema": {"type": "string"}}}}}}},
             "/shadow": {"get": {"summary": "The champion against the shadow on the users both scored",
                                 "parameters": [{"name": "since", "in": "query", "required": False,
                                                 "schema": {"type": "string"},

@@ -33,6 +33,8 @@ from pathlib import Path
 from mlflow.pyfunc import scoring_server
 from starlette.middleware.base import BaseHTTPMiddleware
 
+from serving import logging_setup
+from serving.config import Settings
 from serving.scorer_main import IDENTITY_FILE, IDENTITY_ROUTE, NONCE_ENV
 from serving.scorer_process import MODEL_DIR_ENV
 
@@ -102,6 +104,7 @@ def identity_of(model_dir: Path) -> dict:
 
 def build():
     """The app uvicorn serves (``serving.scorer_main`` runs it as a factory)."""
+    logging_setup.configure(Settings.from_env().log_level)  # as quiet as the service (LOG_LEVEL)
     model_dir = _wait_for(Path(os.environ[MODEL_DIR_ENV]), _WAIT_S)
     app = in_this_thread(_without_timeout_middleware(with_identity(
         scoring_server.init(scoring_server.load_model_with_mlflow_config(str(model_dir))), identity_of(model_dir))))

@@ -60,8 +60,9 @@ def main(argv=None) -> None:
         os.nice(int(os.environ[NICE_ENV]))  # before uvicorn starts threads or workers: they inherit it
     import uvicorn
 
+    # `python -m uvicorn` would read UVICORN_LOG_LEVEL (set by the service: logging_setup); uvicorn.run does not.
     uvicorn.run("serving.scorer_app:build", factory=True, host=args.host, port=args.port,
-                workers=args.workers, access_log=False)
+                workers=args.workers, access_log=False, log_level=os.environ.get("UVICORN_LOG_LEVEL"))
 
 
 if __name__ == "__main__":

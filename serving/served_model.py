@@ -67,7 +67,8 @@ class ServedModel:
         outputs, _ = await self.client.predict(to_scorer_columns(validate_columns([PROBE_USER])))
         values = [outputs[0].get(c) if outputs else None for c in OUTPUT_COLUMNS]
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
-            raise ModelRefused(f"version {self.identity.version} answered the probe user with {outputs!r:.300}")
+            raise ModelRefused(f"the scorer of version {self.identity.version} answered the probe user with "
+                               f"{outputs!r:.300}")
 
     @contextmanager
     def using(self):

@@ -17,6 +17,7 @@ import gc
 import logging
 import signal
 import threading
+import time
 
 import mlflow
 import psycopg2
@@ -32,16 +33,18 @@ from serving.log_writer import LogWriter
 from serving.model_follower import ModelFollower, Models
 from serving.model_identity import resolve_model
 from serving.scorer_process import ScorerProcess
-from serving.scorer_supervisor import NotOurScorer, ScorerStats
-from serving.served_model import ModelRefused, ServedModel
+from serving.scorer_supervisor import ScorerStats
+from serving.served_model import ServedModel
 from serving.shadow import ShadowScorer
 
 log = logging.getLogger("serving")
 
 
-def run(settings: Settings, scorer: ScorerProcess, stop_requested: threading.Event) -> None:
-    """``stop_requested``: set by a SIGTERM or SIGINT that came before the event loop ran."""
-    uvloop.run(serve(settings, scorer, stop_requested))
+def run(settings: Settings, scorer: ScorerProcess, stop_requested: threading.Event, *,
+        started_at: float | None = None) -> None:
+    """``stop_requested``: set by a SIGTERM or SIGINT that came before the event loop ran;
+    ``started_at``: ``time.monotonic()`` when the process started, for the start-up times logged."""
+    uvloop.run(serve(settings, scorer, stop_requested, started_at or time.monotonic()))
 
 
 def prepare_database(url: str) -> None:
@@ -71,7 +74,15 @@ def prepare_database(url: str) -> None:
         log.info("database layout migrated to version %d (applied %s)", applied[-1], applied)
 
 
-async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threading.Event) -> None:
+async def _timed(function, *args) -> tuple[object, float]:
+    """``function(*args)`` in a thread, and the seconds it took."""
+    began = time.monotonic()
+    result = await asyncio.to_thread(function, *args)
+    return result, time.monotonic() - began
+
+
+async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threading.Event,
+                started_at: float) -> None:
     # From here on a signal sets `stop`; one during start-up lets the start finish, then stops in order.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -83,13 +94,16 @@ async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threa
         mlflow.set_tracking_uri(settings.tracking_uri)
     url = settings.database_url
     # The embedded database and the registry are independent: start and read them together.
-    embedded = asyncio.to_thread(start_embedded, settings.pgdata_dir) if not url else None
-    identity, started = await asyncio.gather(asyncio.to_thread(resolve_model, settings.model_uri, scorer.model_dir),
-                                             embedded or asyncio.sleep(0))
+    embedded = _timed(start_embedded, settings.pgdata_dir) if not url else None
+    (identity, model_s), started = await asyncio.gather(_timed(resolve_model, settings.model_uri, scorer.model_dir),
+                                                        embedded or asyncio.sleep(0))
     if embedded is not None:
-        _server, url = started  # the server stops when this process exits
-        log.info("embedded PostgreSQL in %s", settings.pgdata_dir)
-    log.info("model %s version %s (%s)", identity.name or identity.uri, identity.version, settings.model_uri)
+        (_server, url), database_s = started  # the server stops when this process exits
+        log.info("database: embedded PostgreSQL in %s, started in %.1f s", settings.pgdata_dir, database_s)
+    else:
+        log.info("database: PostgreSQL at DATABASE_URL")
+    log.info("model: %s version %s (%s), downloaded in %.1f s", identity.name or identity.uri, identity.version,
+             settings.model_uri, model_s)
     await asyncio.to_thread(prepare_database, url)
     writer = LogWriter(url, settings.spill_dir, max_rows=settings.log_queue_rows).start()
 
@@ -105,10 +119,8 @@ async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threa
                                       nice=settings.shadow_nice, on_switch=models.shadow_scorer.use)
     runner = None
     try:
-        try:
-            await champion.start()
-        except (NotOurScorer, ModelRefused, OSError) as error:
-            raise SystemExit(f"the model cannot be served: {error}") from None
+        await champion.start()  # its failures (RuntimeErrors naming the scorer) get a hint in __main__
+        log.info("scorer: MLflow's scoring server answers, %.1f s after start", time.monotonic() - started_at)
         service = PredictionService(champion, writer, max_in_flight=settings.max_in_flight,
                                     max_users=settings.max_batch_users, shadow=models.shadow_scorer)
         models.champion.on_switch = lambda served: setattr(service, "champion", served)
@@ -119,8 +131,9 @@ async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threa
         # (a full collection over MLflow's and aiohttp's objects took 90 ms, stalling requests).
         gc.freeze()
         await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()
-        print(f"serving {identity.name} version {identity.version} on http://{settings.host}:{settings.port}"
-              f" (docs: /docs)", flush=True)
+        base = f"http://{settings.host}:{settings.port}"
+        print(f"ready in {time.monotonic() - started_at:.1f} s: {identity.name} version {identity.version} on "
+              f"{base} (dashboard: {base}/dashboard, API docs: {base}/docs)", flush=True)
         models.champion.start()
         if models.shadow is not None:
             models.shadow_scorer.start()
