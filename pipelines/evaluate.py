@@ -25,8 +25,9 @@ from pipelines.drift_logging import inputs_of, log_drift
 from pipelines.model_logging import load_reference_profile
 from pipelines.train import HOLDOUT_ARTIFACT
 from revenue_model import drift as D
+from pipelines.own_code_scoring import score_with_own_code
 from revenue_model import metrics as M
-from revenue_model.contract import EVENT_COLUMNS, INPUT_COLUMNS, TARGET
+from revenue_model.contract import INPUT_COLUMNS, TARGET
 
 NO_REFERENCE = "none"
 
@@ -39,10 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def score_model(model_uri: str, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The pyfunc's outputs for a validated frame (events are passed as doubles, as the signature says)."""
-    model = mlflow.pyfunc.load_model(model_uri)
-    users = frame[[c for c in INPUT_COLUMNS if c in frame.columns]].astype({c: float for c in EVENT_COLUMNS})
-    out = model.predict(users)
+    """The pyfunc's outputs for a frame of users, computed by the model's own bundled code."""
+    out = score_with_own_code(model_uri, frame[[c for c in INPUT_COLUMNS if c in frame.columns]])
     return {c: out[c].to_numpy() for c in out.columns}
 
 

@@ -16,13 +16,11 @@ import mlflow
 import pandas as pd
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-import revenue_model
+from revenue_model.code_identity import PACKAGE_DIR, code_fingerprint
 from revenue_model.drift import profile_from_json
-from revenue_model.pyfunc_model import model_signature
+from revenue_model.pyfunc_model import input_description, model_signature
 from revenue_model.predictor import RevenuePredictor
 
-PACKAGE_DIR = Path(revenue_model.__file__).parent
-MODEL_CODE = PACKAGE_DIR / "model_code.py"
 # Pinned to what trained the model; listing them skips MLflow's slow inference of requirements.
 _RUNTIME = ("mlflow", "lightgbm", "numpy", "pandas", "scipy", "pyarrow")
 PROFILE_ARTIFACT = "reference_profile"
@@ -30,8 +28,14 @@ PROFILE_ARTIFACT = "reference_profile"
 
 def log_revenue_model(predictor: RevenuePredictor, input_example: pd.DataFrame, *,
                       name: str = "model", registered_model_name: str | None = None,
-                      reference_profile: dict | None = None):
-    """Log the predictor (and its drift reference profile) under the active run; returns MLflow's ModelInfo."""
+                      reference_profile: dict | None = None, package_dir: Path = PACKAGE_DIR):
+    """Log the predictor (and its drift reference profile) under the active run; returns MLflow's ModelInfo.
+
+    ``package_dir`` is the ``revenue_model`` package bundled with the model (this checkout's
+    by default); the model runs that copy wherever it is loaded. Its fingerprint is recorded
+    in the MLmodel's metadata (``code_sha256``) beside a description of the inputs.
+    """
+    package_dir = Path(package_dir)
     with tempfile.TemporaryDirectory() as directory:
         artifacts = {}
         for key, text in predictor.to_texts().items():
@@ -43,8 +47,9 @@ def log_revenue_model(predictor: RevenuePredictor, input_example: pd.DataFrame, 
             path.write_text(json.dumps(reference_profile))
             artifacts[PROFILE_ARTIFACT] = str(path)
         return mlflow.pyfunc.log_model(
-            name=name, python_model=str(MODEL_CODE), artifacts=artifacts,
-            code_paths=[str(PACKAGE_DIR)], signature=model_signature(),
+            name=name, python_model=str(package_dir / "model_code.py"), artifacts=artifacts,
+            code_paths=[str(package_dir)], signature=model_signature(),
+            metadata={"inputs": input_description(), "code_sha256": code_fingerprint(package_dir)},
             input_example=input_example, registered_model_name=registered_model_name,
             pip_requirements=[f"{p}=={version(p)}" for p in _RUNTIME],
         )

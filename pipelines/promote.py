@@ -3,8 +3,9 @@
     mlflow run . -e promote --env-manager local [-P data_path=holdout.csv] [-P min_gain=0.005]
     mlflow run . -e rollback --env-manager local
 
-Both models are scored on the same holdout: by default the test split the
-challenger's training run logged. Every decision is written to the registry:
+Both models are scored on the same holdout (by default the test split the
+challenger's training run logged), each by its own bundled code in a process of
+its own (``pipelines.own_code_scoring``, through ``evaluate``). Every decision is written to the registry:
 the promoted version gets tags saying when, from which version, why, and the
 metrics of both; a refused challenger gets the reason. A refusal exits with
 status 3 (``mlflow run`` reports it as a failed run), so a scheduled retrain

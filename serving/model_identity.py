@@ -19,7 +19,7 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
-from serving.scorer_main import IDENTITY_FILE
+from serving.scorer_env import IDENTITY_FILE
 
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))$")
 
@@ -90,8 +90,10 @@ def fetch(located: ModelIdentity, download_to: Path) -> ModelIdentity:
     info = mlflow.models.Model.load(str(local / "MLmodel"))
     state_file = local / "artifacts" / "feature_state.json"
     features = json.loads(state_file.read_text())["feature_names"] if state_file.exists() else []
-    inputs = [{"name": c.name, "type": c.type.name, "required": c.required}
-              for c in info.signature.inputs.inputs] if info.signature else []
+    if info.signature and info.signature.inputs:
+        inputs = [{"name": c.name, "type": c.type.name, "required": c.required} for c in info.signature.inputs.inputs]
+    else:  # the pyfunc describes its inputs in metadata; its signature has none (docs/model.md)
+        inputs = (info.metadata or {}).get("inputs", [])
     return replace(located, inputs=inputs, features=features)
 
 

@@ -1,6 +1,6 @@
 """MLflow's scoring server app, as ``mlflow.pyfunc.scoring_server.app`` builds it, run by uvicorn.
 
-Five differences from that module, the first four measured:
+Six differences from that module, the first four measured:
 - it waits for the model files: the scorer process starts before the service
   has downloaded them, so its imports overlap the download (cold start);
 - MLflow's per-request timeout middleware is left out: the service already
@@ -17,7 +17,9 @@ Five differences from that module, the first four measured:
 - the loaded modules and model are frozen out of garbage collection;
 - one route more, ``IDENTITY_ROUTE``: the nonce the service gave this start and the
   identity file it wrote into the model directory, so the service trusts this process,
-  and the version it loaded, only when they are the ones it expects.
+  and the version it loaded, only when they are the ones it expects;
+- nothing of ``revenue_model`` is imported before the model loads (only
+  ``serving.scorer_env``), so the model runs its own bundled copy of the package.
 """
 
 from __future__ import annotations
@@ -35,8 +37,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 
 from serving import logging_setup
 from serving.config import Settings
-from serving.scorer_main import IDENTITY_FILE, IDENTITY_ROUTE, NONCE_ENV
-from serving.scorer_process import MODEL_DIR_ENV
+from serving.scorer_env import IDENTITY_FILE, IDENTITY_ROUTE, MODEL_DIR_ENV, NONCE_ENV
 
 _WAIT_S = 600.0
 

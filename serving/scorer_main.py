@@ -12,8 +12,9 @@ that must happen in the process the service started, before anything else:
 - it lowers its own CPU priority when asked (NICE_ENV): a shadow scorer yields the two
   cores to the champion, whose answers clients wait for.
 
-Only the standard library is imported before uvicorn: the scorer must not import
-``revenue_model`` before it loads the model (the model brings its own copy).
+Only the standard library and ``serving.scorer_env`` are imported before uvicorn: the
+scorer must not import ``revenue_model`` before it loads the model (the model brings its
+own copy).
 """
 
 from __future__ import annotations
@@ -23,13 +24,7 @@ import os
 import signal
 import threading
 
-PARENT_FD_ENV = "REVENUE_SCORER_PARENT_FD"
-NICE_ENV = "REVENUE_SCORER_NICE"
-NONCE_ENV = "REVENUE_SCORER_NONCE"
-# Written by the service into the model directory before the scorer may load it; returned, with
-# the nonce of this start (NONCE_ENV), by the scorer's IDENTITY_ROUTE.
-IDENTITY_FILE = "serving_identity.json"
-IDENTITY_ROUTE = "/serving/identity"
+from serving.scorer_env import NICE_ENV, PARENT_FD_ENV
 
 
 def die_with_parent(fd: int) -> threading.Thread:

@@ -30,11 +30,9 @@ import uuid
 from pathlib import Path
 
 from revenue_model.contract import THREADS_ENV
-from serving.scorer_main import NICE_ENV, NONCE_ENV, PARENT_FD_ENV
+from serving.scorer_env import MODEL_DIR_ENV, NICE_ENV, NONCE_ENV, PARENT_FD_ENV
 
 log = logging.getLogger("serving.scorer")
-# Read by serving.scorer_app in the scorer process.
-MODEL_DIR_ENV = "REVENUE_SCORER_MODEL_DIR"
 
 
 def free_port() -> int:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import orjson
 
 from serving.scorer_http import ScorerConnectionError, ScorerHttp
-from serving.scorer_main import IDENTITY_ROUTE
+from serving.scorer_env import IDENTITY_ROUTE
 from serving.scorer_process import ScorerProcess
 
 log = logging.getLogger("serving.scorer")

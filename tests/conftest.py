@@ -1,6 +1,8 @@
 """Shared fixtures: small seeded data, one model trained per session, a store where it is champion,
-a real PostgreSQL (pgserver) and fresh databases in it."""
+a real PostgreSQL (pgserver) and fresh databases in it, and a model whose bundled code differs from
+this checkout's."""
 
+import shutil
 import uuid
 
 import mlflow
@@ -9,6 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from pipelines.model_logging import log_revenue_model
+from revenue_model.code_identity import PACKAGE_DIR
 from revenue_model.predictor import fit_predictor
 from revenue_model.synthetic import generate_users
 
@@ -73,3 +76,37 @@ def new_database(postgres: str) -> str:
         cursor.execute(f"CREATE DATABASE {name}")
     admin.close()
     return postgres.replace("/postgres?", f"/{name}?", 1)
+
+
+# Appended to predictor.py in a copy of the package: a change nobody could miss in the numbers.
+DOUBLING = """
+
+_unaltered_predict = RevenuePredictor.predict
+
+
+def _doubled_predict(self, users):
+    out = _unaltered_predict(self, users)
+    out["predicted_revenue"] = out["predicted_revenue"] * 2
+    return out
+
+
+RevenuePredictor.predict = _doubled_predict
+"""
+
+
+@pytest.fixture(scope="session")
+def altered_model(champion_store, predictor, holdout, tmp_path_factory):
+    """models:/altered_model/1 in the champion store: the session's predictor logged with a bundled
+    copy of revenue_model that doubles predicted_revenue, unlike the copy installed here."""
+    copy = tmp_path_factory.mktemp("altered") / "revenue_model"
+    shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(copy / "predictor.py", "a") as f:
+        f.write(DOUBLING)
+    mlflow.set_tracking_uri(champion_store)
+    try:
+        with mlflow.start_run(experiment_id=MlflowClient().get_experiment_by_name("serving-tests").experiment_id):
+            log_revenue_model(predictor, holdout.drop(columns=["revenue"]).iloc[:3],
+                              registered_model_name="altered_model", package_dir=copy)
+    finally:
+        mlflow.set_tracking_uri(None)
+    return "models:/altered_model/1"

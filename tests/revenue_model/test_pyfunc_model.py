@@ -6,10 +6,11 @@ import subprocess
 import sys
 import textwrap
 
+import mlflow
 import numpy as np
+from mlflow.models import Model
 
 from revenue_model.contract import INPUT_COLUMNS, OUTPUT_COLUMNS, REQUIRED_COLUMNS
-from revenue_model.pyfunc_model import model_signature
 
 LOAD_AND_PREDICT = textwrap.dedent("""
     import json, sys
@@ -23,12 +24,23 @@ LOAD_AND_PREDICT = textwrap.dedent("""
 """)
 
 
-def test_signature_types_events_as_doubles_and_marks_required_columns():
-    inputs = {c.name: c for c in model_signature().inputs.inputs}
-    assert list(inputs) == list(INPUT_COLUMNS)
-    assert {inputs[c].type.name for c in ("event_1", "event_2", "event_3")} == {"double"}
-    assert {name for name, c in inputs.items() if c.required} == set(REQUIRED_COLUMNS)
-    assert [c.name for c in model_signature().outputs.inputs] == list(OUTPUT_COLUMNS)
+def test_the_logged_model_describes_its_inputs_in_metadata_and_enforces_no_input_schema(champion_store):
+    client = mlflow.MlflowClient(champion_store)
+    source = client.get_model_version_by_alias("revenue_model", "champion").source
+    mlflow.set_tracking_uri(champion_store)
+    try:
+        meta = Model.load(source)
+    finally:
+        mlflow.set_tracking_uri(None)
+    # No input schema: MLflow would refuse int64 events for a double column (docs/model.md).
+    assert meta.signature.inputs is None
+    assert [c.name for c in meta.signature.outputs.inputs] == list(OUTPUT_COLUMNS)
+    inputs = meta.metadata["inputs"]
+    assert [c["name"] for c in inputs] == list(INPUT_COLUMNS)
+    assert {c["name"] for c in inputs if c["required"]} == set(REQUIRED_COLUMNS)
+    assert {c["name"]: c["type"] for c in inputs if c["type"] == "number"} == dict.fromkeys(
+        ("event_1", "event_2", "event_3"), "number")
+    assert len(meta.metadata["code_sha256"]) == 64
 
 
 def test_round_trip_in_a_fresh_process_from_another_directory(champion_store, predictor, holdout, tmp_path):

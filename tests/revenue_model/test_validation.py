@@ -175,3 +175,28 @@ def test_few_users_are_judged_as_many_are():
         assert outcome(users, len(users)) == outcome(users + [GOOD] * 17, len(users))
 
     check()
+
+
+@pytest.mark.parametrize("rows", [3, 40])
+def test_columns_as_a_dict_are_judged_as_records_are(rows):
+    """{column: values}, as MLflow's scoring server hands "inputs" to a model without an input schema."""
+    records = [GOOD, {**GOOD, "event_1": -1, "country": None}, {**GOOD, "event_3": None, "os_version": 10}]
+    records = (records * rows)[:rows]
+    as_dict = {c: np.array([r.get(c) for r in records]) for c in GOOD}
+    as_dict["event_3"] = [r["event_3"] for r in records]  # a list holding None, as JSON gives it
+    assert problems_of(as_dict) == problems_of(records)
+    good = [r for r in records if r["event_1"] >= 0]
+    from_dict = validate_users({c: [r.get(c) for r in good] for c in GOOD})
+    pd.testing.assert_frame_equal(from_dict, validate_users(good))
+
+
+def test_a_dict_of_single_values_is_one_user():
+    columns = validate_columns({**GOOD, "event_1": np.array(7)})
+    assert columns["event_1"].tolist() == [7.0] and columns["country"].tolist() == ["es"]
+
+
+def test_columns_of_unequal_length_are_named():
+    data = {c: [v, v, v] for c, v in GOOD.items()}
+    data["event_2"] = [1.0]
+    data["country"] = [None, None, None]  # not judged: which user a value belongs to is unknown
+    assert problems_of(data) == [(1, "event_2", "has 1 values where other columns have 3")]
