@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Root installs system packages itself; anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SPARK_STAMP := $(VENV)/.installed-spark
 
-.PHONY: install test serve chromium
+.PHONY: install test serve chromium java
 
 # mlflow run --env-manager local runs the first python on PATH: this environment's.
 RUN := PATH=$(CURDIR)/$(BIN):$$PATH
@@ -22,6 +23,11 @@ $(STAMP): pyproject.toml
 		"needed: PYTHON=python3.12 make ...). Rerun with: make install"; exit 1; }; \
 	touch $(STAMP); echo "install: done in $$(( $$(date +%s) - began )) s"
 
+# pyspark (a 450 MB download) only for what needs it: batch_score -P engine=spark and the tests.
+$(SPARK_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
+	touch $(SPARK_STAMP)
+
 install: $(STAMP)
 
 # Headless Chromium (Debian's package) for the dashboard's browser test, installed only where missing.
@@ -29,7 +35,12 @@ chromium:
 	@command -v chromium > /dev/null || { echo "install: Chromium for the dashboard's browser test ..."; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium > /dev/null; }
 
-test: $(STAMP) chromium
+# Spark 4 runs on Java 17 or 21: installed from apt only where no `java` is on PATH; `make serve` never needs it.
+java:
+	@command -v java > /dev/null || { echo "install: Java 17 for the Spark tests ..."; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless > /dev/null; }
+
+test: $(STAMP) $(SPARK_STAMP) chromium java
 	$(BIN)/python -m pytest
 
 # Fresh clone to a running service: install, then (only if the registry has no champion)

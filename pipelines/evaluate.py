@@ -11,19 +11,16 @@ split; without that either, the run says there is no reference.
 from __future__ import annotations
 
 import argparse
-from pathlib import PurePosixPath
 
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
 
 from pipelines import reports
 from pipelines.candidates import clean_frame
 from pipelines.datasets import read_users
 from pipelines.drift_logging import inputs_of, log_drift
-from pipelines.model_logging import load_reference_profile
-from pipelines.train import HOLDOUT_ARTIFACT
+from pipelines.reference_profiles import HOLDOUT_ARTIFACT, load_reference_profile, logged_holdout
 from revenue_model import drift as D
 from pipelines.own_code_scoring import score_with_own_code
 from revenue_model import metrics as M
@@ -98,8 +95,7 @@ def model_reference(model_uri: str) -> tuple[dict | None, str]:
 
 def _holdout_of(run_id: str) -> str | None:
     """The local path of a run's logged test split, or None when the run has none."""
-    folder = str(PurePosixPath(HOLDOUT_ARTIFACT).parent)
-    if HOLDOUT_ARTIFACT not in {a.path for a in MlflowClient().list_artifacts(run_id, folder)}:
+    if not logged_holdout(run_id):
         return None
     return mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=HOLDOUT_ARTIFACT)
 

@@ -2,7 +2,7 @@
 
 The drift reference profile travels inside the model as the pyfunc artifact
 ``reference_profile.json``. The pyfunc never reads it, so models logged
-before it existed load as before; ``load_reference_profile`` says None for them.
+before it existed load as before; ``reference_profiles.load_reference_profile`` says None for them.
 """
 
 from __future__ import annotations
@@ -14,16 +14,14 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
+from pipelines.reference_profiles import PROFILE_ARTIFACT
 from revenue_model.code_identity import PACKAGE_DIR, code_fingerprint
-from revenue_model.drift import profile_from_json
 from revenue_model.pyfunc_model import input_description, model_signature
 from revenue_model.predictor import RevenuePredictor
 
 # Pinned to what trained the model; listing them skips MLflow's slow inference of requirements.
 _RUNTIME = ("mlflow", "lightgbm", "numpy", "pandas", "scipy", "pyarrow")
-PROFILE_ARTIFACT = "reference_profile"
 
 
 def log_revenue_model(predictor: RevenuePredictor, input_example: pd.DataFrame, *,
@@ -53,14 +51,3 @@ def log_revenue_model(predictor: RevenuePredictor, input_example: pd.DataFrame, 
             input_example=input_example, registered_model_name=registered_model_name,
             pip_requirements=[f"{p}=={version(p)}" for p in _RUNTIME],
         )
-
-
-def load_reference_profile(model_uri: str) -> dict | None:
-    """The drift reference profile logged with a model, or None when the model predates it."""
-    flavor = mlflow.models.get_model_info(model_uri).flavors.get("python_function", {})
-    entry = flavor.get("artifacts", {}).get(PROFILE_ARTIFACT)
-    if entry is None:
-        return None
-    with tempfile.TemporaryDirectory() as directory:
-        local = get_artifact_repository(model_uri).download_artifacts(entry["path"], directory)
-        return profile_from_json(Path(local).read_text())

@@ -45,12 +45,16 @@ def data_report(frame: pd.DataFrame) -> tuple[dict, plt.Figure]:
 
 
 def decile_chart(y_true, y_pred, title: str) -> plt.Figure:
-    table = M.decile_table(y_true, y_pred)
+    return decile_table_chart(M.decile_table(y_true, y_pred), title)
+
+
+def decile_table_chart(table: dict, title: str) -> plt.Figure:
+    """Mean predicted and mean actual per decile (a table of ``metrics.decile_table``'s form)."""
     fig, ax = plt.subplots(figsize=(8, 5))
     x = np.array(table["decile"])
     ax.bar(x - 0.2, table["mean_predicted"], width=0.4, label="mean predicted")
     ax.bar(x + 0.2, table["mean_actual"], width=0.4, label="mean actual")
-    ax.set(title=f"{title}: decile calibration (MAPE {M.decile_mape(y_true, y_pred):.1%})",
+    ax.set(title=f"{title}: decile calibration (MAPE {M.mape_of_deciles(table):.1%})",
            xlabel="decile of prediction (1 = highest)", ylabel="USD", yscale="symlog")
     ax.legend()
     fig.tight_layout()
@@ -78,6 +82,32 @@ def importance_chart(importance: dict[str, dict[str, float]]) -> plt.Figure:
     frame = frame.loc[frame.sum(axis=1).sort_values().index]
     fig, ax = plt.subplots(figsize=(9, 9))
     frame.plot.barh(ax=ax, title="Feature importance (share of gain per booster)")
+    fig.tight_layout()
+    return fig
+
+
+def gain_points_chart(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> plt.Figure:
+    """Gain charts given as points (share of users, share of revenue), e.g. ``metrics.gain_points``."""
+    fig, ax = plt.subplots(figsize=(7, 6))
+    for i, (name, (x, y)) in enumerate(curves.items()):
+        ax.plot(x, y, "k--" if i == 0 else "-", label=name)
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="random")
+    ax.set(title=f"{title}: gain chart", xlabel="share of users, by prediction", ylabel="share of revenue")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def cohort_bias_chart(cohorts: dict[str, list[tuple[str, float]]], title: str) -> plt.Figure:
+    """Total predicted over realised revenue per cohort value, one panel per column (1 = unbiased)."""
+    fig, axes = plt.subplots(len(cohorts), 1, figsize=(9, 3.5 * len(cohorts)), squeeze=False)
+    for ax, (column, bars) in zip(axes[:, 0], cohorts.items()):
+        names = [str(name) for name, _ in bars]
+        ratios = [ratio for _, ratio in bars]
+        ax.bar(names, ratios, color=["tab:red" if r > 1.2 or r < 0.8 else "tab:blue" for r in ratios])
+        ax.axhline(1.0, color="black", linewidth=1)
+        ax.set(title=f"{title}: predicted / realised revenue by {column}", ylabel="total ratio")
+        ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     return fig
 

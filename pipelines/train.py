@@ -19,13 +19,13 @@ from pipelines.candidates import all_candidates, clean_frame
 from pipelines.datasets import load_or_generate, split_users, write_users
 from pipelines.drift_logging import inputs_of, log_drift
 from pipelines.model_logging import log_revenue_model
+from pipelines.reference_profiles import HOLDOUT_ARTIFACT
 from pipelines.selection import PRIMARY, pick_winner
 from revenue_model import drift as D
 from revenue_model import metrics as M
 from revenue_model.contract import INSTALL_DATE, TARGET
 from revenue_model.ziln import BOOSTERS, ZilnParams
 
-HOLDOUT_ARTIFACT = "holdout/test.parquet"
 CHALLENGER = "challenger"
 
 

@@ -55,7 +55,7 @@ WARN_PSI = 0.1
 DRIFT_PSI = 0.25
 OK, WARN, DRIFT, INSUFFICIENT = "ok", "warn", "drift", "insufficient_data"
 # "Not enough rows" is worse news than ok (nothing can be claimed) but better than a measured shift.
-_SEVERITY = {OK: 0, INSUFFICIENT: 1, WARN: 2, DRIFT: 3}
+SEVERITY = {OK: 0, INSUFFICIENT: 1, WARN: 2, DRIFT: 3}
 OTHER, UNSEEN = "(other)", "(unseen)"
 
 
@@ -212,7 +212,7 @@ def status_of(value: float | None) -> str:
 
 
 def worst_status(statuses) -> str:
-    return max(statuses, key=_SEVERITY.__getitem__, default=INSUFFICIENT)
+    return max(statuses, key=SEVERITY.__getitem__, default=INSUFFICIENT)
 
 
 def shares(reference: Mapping, counts: Counts) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -248,6 +248,15 @@ def drift_report(profile: Mapping, counts: Mapping[str, Counts], min_rows: int =
     columns = {c: column_drift(profile["columns"][c], counts[c], min_rows) for c in COLUMNS}
     return {"n": max(counts[c].n for c in COLUMNS), "reference_n": profile["reference_n"],
             "status": worst_status(col["status"] for col in columns.values()), "columns": columns}
+
+
+def grouped_counts(profile: Mapping, groups: Mapping[str, Mapping]) -> dict[str, Counts]:
+    """Every column of a window counted by SQL: {column: {bucket or raw value (None: missing): rows}}
+    (``width_bucket`` buckets for numeric columns, raw values for categorical ones, folded here)."""
+    refs = profile["columns"]
+    counts = {c: categorical_counts(c, refs[c], groups.get(c, {})) for c in CATEGORICAL_INPUTS}
+    counts.update({c: numeric_counts(refs[c], groups.get(c, {})) for c in NUMERIC_INPUTS + OUTPUTS})
+    return counts
 
 
 def window_counts(profile: Mapping, inputs: Mapping[str, np.ndarray],

@@ -290,3 +290,8 @@ def _clean_dates(values, problems: list[Problem]) -> np.ndarray:
     return parsed.to_numpy()
 
 
+
+
+# The column checks above, for other records validated by the same rules (labels: revenue_model/labels.py).
+clean_string_column = _clean_strings
+clean_number_column = _clean_numbers

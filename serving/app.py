@@ -253,7 +253,8 @@ async def health(request: web.Request) -> web.Response:
     return json_response(body, 200 if champion.ready else 503)
 
 
-def parse_since(text: str | None, now: datetime) -> datetime:
+def parse_since(text: str | None, now: datetime, field: str = "since") -> datetime:
+    """An ISO 8601 time or a duration back from now (30m, 6h, 7d); absent: the epoch."""
     if not text:
         return datetime(1970, 1, 1, tzinfo=timezone.utc)
     if match := _DURATION.match(text.strip()):
@@ -262,9 +263,9 @@ def parse_since(text: str | None, now: datetime) -> datetime:
         # "+00:00" typed into a URL arrives as " 00:00".
         moment = datetime.fromisoformat(text.strip().replace(" ", "+"))
     except ValueError:
-        raise RequestRejected(400, "invalid_input", f"since: {text[:100]!r} is neither an ISO 8601 time "
+        raise RequestRejected(400, "invalid_input", f"{field}: {text[:100]!r} is neither an ISO 8601 time "
                               "nor a duration like 30m, 6h, 7d",
-                              [{"row": None, "field": "since", "reason": "is not a time or a duration"}]) from None
+                              [{"row": None, "field": field, "reason": "is not a time or a duration"}]) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
@@ -341,5 +342,9 @@ def build_app(settings: Settings, service: PredictionService, models: Models,
     routes_dashboard.register(app)
     from serving.routes_models import add_model_routes  # it imports this module's helpers
     add_model_routes(app, models)  # /model/info, /shadow, /admin/model/check
+    from serving.routes_drift import add_drift_routes  # it imports this module's helpers
+    add_drift_routes(app)  # GET /drift, the drift gauges
+    from serving.routes_loop import add_loop_routes  # it imports this module's helpers
+    add_loop_routes(app)
     return app
 

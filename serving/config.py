@@ -7,6 +7,7 @@ the settings object is passed to everything that needs it.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +38,13 @@ class Settings:
     max_in_flight: int = 256                # requests beyond this get 503 at once
     log_queue_rows: int = 200_000           # rows held in memory before spilling to disk
     log_level: str = ""                     # empty: quiet (serving/logging_setup.py); DEBUG, INFO ...: all loggers
+    spark_master: str = ""                  # batch_score engine=spark; empty: local[*] or spark-submit's
     api_key: str = field(default="", repr=False)
+    drift_window_s: float = 24 * 3600.0     # GET /drift's default window and the gauges' sliding one
+    drift_refresh_s: float = 60.0           # how often the drift gauges are recomputed; 0: never
+    drift_query_timeout_s: float = 10.0     # one /drift count over the log, at most
+    drift_reference_timeout_s: float = 300.0  # computing an older model's reference profile, at most
+    performance_refresh_s: float = 300.0    # realised-performance rollup and gauges; 0: only on GET /performance
 
     @classmethod
     def from_env(cls, environ: dict | None = None) -> "Settings":
@@ -68,7 +75,13 @@ class Settings:
             max_in_flight=int(get("MAX_IN_FLIGHT", cls.max_in_flight)),
             log_queue_rows=int(get("LOG_QUEUE_ROWS", cls.log_queue_rows)),
             log_level=get("LOG_LEVEL", ""),
+            spark_master=get("SPARK_MASTER", cls.spark_master),
             api_key=get("API_KEY", ""),
+            drift_window_s=duration_s(get("DRIFT_WINDOW", "24h"), "DRIFT_WINDOW"),
+            drift_refresh_s=float(get("DRIFT_REFRESH_S", cls.drift_refresh_s)),
+            drift_query_timeout_s=float(get("DRIFT_QUERY_TIMEOUT_S", cls.drift_query_timeout_s)),
+            drift_reference_timeout_s=float(get("DRIFT_REFERENCE_TIMEOUT_S", cls.drift_reference_timeout_s)),
+            performance_refresh_s=float(get("PERFORMANCE_REFRESH_S", cls.performance_refresh_s)),
         )
 
 
@@ -77,3 +90,15 @@ def _share(text) -> float:
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"SHADOW_SHARE must be between 0 and 1, not {text!r}")
     return share
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_s(text: str, name: str) -> float:
+    """'24h', '90m', '7d', '30s' or plain seconds, in seconds (> 0)."""
+    match = _DURATION.match(text)
+    if not match or float(match[1]) <= 0:
+        raise ValueError(f"{name}={text!r} is not a duration such as 24h, 90m, 7d or 3600 (seconds)")
+    return float(match[1]) * _SECONDS[match[2]]

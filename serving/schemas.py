@@ -132,6 +132,18 @@ def openapi_document() -> dict:
                                                "schema": {"type": "string"},
                                                "description": "ISO 8601 time, or a duration back from now: 30m, 6h, 7d"}],
                                "responses": {"200": {"description": "ok", **free}, **errors}}},
+            "/drift": {"get": {"summary": "Drift of logged traffic against the model's training reference (PSI)",
+                               "parameters": [
+                                   {"name": name, "in": "query", "required": False, "schema": {"type": kind},
+                                    "description": text} for name, kind, text in (
+                                       ("since", "string", "ISO 8601 time or duration back from now; default: "
+                                                           "until minus DRIFT_WINDOW (24h)"),
+                                       ("until", "string", "ISO 8601 time or duration back from now; default: now"),
+                                       ("model_version", "string", "default: the version serving now"),
+                                       ("min_rows", "integer", "fewer rows: insufficient_data (default 500)"))],
+                               "responses": {"200": {"description": "ok", **free},
+                                             "404": {"description": "no reference for that version",
+                                                     **json_body("ErrorResponse")}, **errors}}},
             "/stats/timeseries": {"get": {
                 "summary": "Prediction requests, users scored, failures and latency percentiles per interval",
                 "parameters": [{"name": name, "in": "query", "required": False, "schema": {"type": "string"},

@@ -14,6 +14,7 @@ from typing import Sequence
 
 import orjson
 
+from serving.db.feed import LOG_FEED, hold_shared
 from serving.db.partitions import Partitions, utc_day
 
 # Column order of a log row (core.log_rows builds tuples in this order).
@@ -44,6 +45,8 @@ def write_rows(connection, rows: Sequence[tuple], partitions: Partitions) -> int
     except orjson.JSONEncodeError:  # lone surrogates, from a client's "\ud800"
         document = _document([_mapped(row, _scrubbed) for row in rows])
     try:
+        with connection.cursor() as cursor:
+            hold_shared(cursor, LOG_FEED)  # before any id is taken: see serving/db/feed.py
         partitions.ensure(connection, {utc_day(row[_TIMESTAMP]) for row in rows})
         with connection.cursor() as cursor:
             cursor.execute(_INSERT, (document,))

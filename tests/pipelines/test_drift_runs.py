@@ -74,7 +74,7 @@ def test_train_logs_the_reference_profile_inside_the_model(store):
     assert set(profile["columns"]) == set(COLUMNS)
     assert profile["columns"]["predicted_revenue"]["n"] == int(params["dev_rows"])  # outputs: the dev split
 
-    from pipelines.model_logging import load_reference_profile
+    from pipelines.reference_profiles import load_reference_profile
     assert load_reference_profile(f"models:/{NAME}/{version}") == profile
 
 
@@ -127,7 +127,7 @@ def test_evaluate_rebuilds_a_profile_from_the_test_split_of_an_older_model(store
 def test_evaluate_says_there_is_no_reference_when_it_has_neither(store, capsys):
     model_uri, holdout = old_model(store, with_holdout=False)
 
-    from pipelines.model_logging import load_reference_profile
+    from pipelines.reference_profiles import load_reference_profile
     assert load_reference_profile(model_uri) is None
     assert mlflow.pyfunc.load_model(model_uri).predict(holdout.head(5)).shape == (5, 4)  # it still loads
 

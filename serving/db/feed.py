@@ -1,0 +1,36 @@
+"""Reading the log and the labels incrementally, without skipping a row that commits late.
+
+``predictions.id`` and ``labels.seq`` come from sequences, but a transaction can take a number
+and commit after another that took a later one: a reader that remembered "everything up to the
+largest number seen" would skip it for good. So every writer takes a shared advisory lock in its
+transaction (``hold_shared``) before taking numbers, and the reader takes the same lock
+exclusively, for an instant, to read the sequence (``high_water_mark``): at that instant no writer
+is between taking a number and committing, so every number up to the mark is committed or gone.
+"""
+
+from __future__ import annotations
+
+# Advisory lock keys (any constants; one per feed, so label writes never wait for log writes).
+LOG_FEED = 0x7265765F6C6F67      # 'rev_log'
+LABEL_FEED = 0x7265765F6C6162    # 'rev_lab'
+SEQUENCES = {LOG_FEED: "prediction_log_id_seq", LABEL_FEED: "label_seq"}
+
+
+def hold_shared(cursor, feed: int) -> None:
+    """In a writer's transaction, before its inserts: held until it commits or rolls back."""
+    cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", (feed,))
+
+
+def high_water_mark(cursor, feed: int) -> int:
+    """The largest number taken from the feed's sequence, once every writer holding one committed.
+
+    Waits for the writers in flight (milliseconds; new ones queue meanwhile) at most as long as the
+    transaction's lock_timeout allows, then raises psycopg2's LockNotAvailable.
+    """
+    cursor.execute("SELECT pg_advisory_lock(%s)", (feed,))
+    try:
+        cursor.execute(f"SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM {SEQUENCES[feed]}")
+        (mark,) = cursor.fetchone()
+    finally:
+        cursor.execute("SELECT pg_advisory_unlock(%s)", (feed,))
+    return int(mark)

@@ -1,0 +1,129 @@
+"""The statistics behind GET /performance, read from the cells of whole spans of days and the rows of the rest.
+
+Rows come back as ``(value, model_version, kind, bin, *STATS)``: per grouping value (as logged,
+ASCII letters lowercased and spaces trimmed: a first step of the folding the caller finishes with
+``category_key``) and model version, the totals (kind 'c': every sum and count) and the labelled
+users per bin of predicted revenue ('p'), payer probability ('q') and actual revenue ('a').
+
+A window [since, until) reads the cells of the built spans of whole UTC days it covers (days before
+today, in spans of 1 to 512 days: serving/db/outcomes.py builds them) and groups the rows of
+``prediction_outcomes`` for the rest: the partial days at both ends, today, and days being
+rebuilt. In two steps: the totals of every group first, then bins only for the groups with at
+least ``min_labelled`` labelled users, the only ones whose ranking metrics are reported (a long
+tail of rare countries or sources costs its totals, not its bins).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import psycopg2.extensions
+
+from serving.performance import STATS, fold, split_window
+
+# Groupings of the cells; 'day' is read from the 'none' cells of single days.
+CELL_DIMS = ("none", "route", "country", "platform", "source")
+BY = ("country", "platform", "source", "route", "day")
+
+_LOWER = "translate(btrim({}), 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
+_VALUE = {"none": "NULL::text", "route": "route", "country": _LOWER.format("country"),
+          "platform": _LOWER.format("platform"), "source": _LOWER.format("source"),
+          "day": "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD')"}
+# Per kind: the bin, the statistics in STATS order, and which rows count.
+_KINDS = {
+    "c": ("NULL::integer",
+          "count(*), count(revenue), sum(predicted_revenue) FILTER (WHERE revenue IS NOT NULL), sum(revenue), "
+          "sum(abs(predicted_revenue - revenue)), sum((predicted_revenue - revenue) ^ 2), "
+          "sum((payer_probability - (revenue > 0)::int) ^ 2), count(*) FILTER (WHERE revenue <= revenue_p90), "
+          "count(*) FILTER (WHERE revenue < revenue_p10), count(*) FILTER (WHERE revenue > 0)", ""),
+    "p": ("prediction_bin", "0, count(*), sum(predicted_revenue), sum(revenue), 0, 0, 0, 0, 0, 0",
+          "AND revenue IS NOT NULL"),
+    "q": ("probability_bin", "0, count(*), 0, 0, 0, 0, 0, 0, 0, count(*) FILTER (WHERE revenue > 0)",
+          "AND revenue IS NOT NULL"),
+    "a": ("revenue_bin", "0, count(*), 0, sum(revenue), 0, 0, 0, 0, 0, 0", "AND revenue IS NOT NULL"),
+}
+TOTALS, BINS = ("c",), ("p", "q", "a")
+_SUMS = ", ".join(f"sum({s})" for s in STATS)
+
+
+def rows_sql(dim: str, ranges: int, kinds=tuple(_KINDS), only_groups: bool = False) -> str:
+    """Statistics grouped from prediction_outcomes over ``ranges`` time ranges (parameters
+    %(start_K)s, %(end_K)s: start inclusive, end exclusive or NULL); with ``only_groups``, only the
+    versions %(versions)s and values %(values)s."""
+    window = " OR ".join(f"(timestamp >= %(start_{k})s AND (%(end_{k})s::timestamptz IS NULL "
+                         f"OR timestamp < %(end_{k})s))" for k in range(ranges))
+    groups = " AND model_version = ANY(%(versions)s)" if only_groups else ""
+    if only_groups and dim != "none":
+        groups += f" AND ({_VALUE[dim]} = ANY(%(values)s) OR (%(with_null)s AND {_VALUE[dim]} IS NULL))"
+    return " UNION ALL ".join(
+        f"SELECT {_VALUE[dim]}, model_version, '{kind}'::\"char\", {_KINDS[kind][0]}, {_KINDS[kind][1]} "
+        f"FROM prediction_outcomes WHERE ({window}) {_KINDS[kind][2]}{groups} GROUP BY 1, 2, 4"
+        for kind in kinds)
+
+
+def cells_sql(by: str | None, only_groups: bool, kinds) -> str:
+    """The cells of spans %(starts)s/%(lengths)s summed per value, version, kind and bin."""
+    value = "to_char(start, 'YYYY-MM-DD')" if by == "day" else "value"
+    groups = " AND model_version = ANY(%(versions)s)" if only_groups else ""
+    if only_groups and by not in (None, "day"):
+        groups += " AND (value = ANY(%(values)s) OR (%(with_null)s AND value IS NULL))"
+    return (f"SELECT {value}, model_version, kind, bin, {_SUMS} FROM outcome_cells "
+            "WHERE dim = %(dim)s AND (start, days) IN (SELECT * FROM unnest(%(starts)s::date[], %(lengths)s::int[])) "
+            f"AND kind = ANY(%(kinds)s::\"char\"[]){groups} GROUP BY 1, 2, 3, 4")
+
+
+def range_parameters(ranges: list[tuple[datetime, datetime | None]]) -> dict:
+    out = {}
+    for k, (start, end) in enumerate(ranges):
+        out[f"start_{k}"], out[f"end_{k}"] = start, end
+    return out
+
+
+def performance_rows(connection, *, since: datetime, until: datetime | None, by: str | None, today: date,
+                     min_labelled: int = 1) -> list[tuple]:
+    """Statistics of predictions made in [since, until) (until None: no end), grouped by ``by``
+    (None: per model version only), from one consistent snapshot: totals of every group, bins of
+    the groups with at least ``min_labelled`` labelled users."""
+    connection.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT (min(timestamp) AT TIME ZONE 'UTC')::date FROM prediction_outcomes")
+            (first_day,) = cursor.fetchone()
+            cursor.execute("SELECT start, days FROM outcome_spans")
+            built = set(cursor.fetchall())
+            spans, ranges = split_window(since, until, built, today, first_day, max_days=1 if by == "day" else
+                                         512)
+            dim = "none" if by in (None, "day") else by
+            parameters = {"dim": dim, "starts": [s for s, _ in spans], "lengths": [n for _, n in spans],
+                          **range_parameters(ranges)}
+            totals = _read(cursor, by, dim, spans, ranges, TOTALS, parameters, False)
+            versions, values = _qualifying(totals, by, min_labelled)
+            bins = _read(cursor, by, dim, spans, ranges, BINS, {
+                **parameters, "versions": versions, "values": [v for v in values if v is not None],
+                "with_null": None in values}, True) if versions else []
+    finally:
+        connection.rollback()
+        connection.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_DEFAULT, readonly=False)
+    return totals + bins
+
+
+def _read(cursor, by, dim, spans, ranges, kinds, parameters, only_groups) -> list[tuple]:
+    rows = []
+    if spans:
+        cursor.execute(cells_sql(by, only_groups, kinds), {**parameters, "kinds": list(kinds)})
+        rows += cursor.fetchall()
+    if ranges:
+        cursor.execute(rows_sql(by or "none", len(ranges), kinds, only_groups), parameters)
+        rows += cursor.fetchall()
+    return rows
+
+
+def _qualifying(totals: list[tuple], by: str | None, min_labelled: int) -> tuple[list[str], list]:
+    """Versions and values (as in the cells) of the folded groups with enough labelled users."""
+    labelled: dict[tuple, float] = {}
+    for value, version, _, _, _, n_labelled, *_ in totals:
+        key = (version, fold(by, value))
+        labelled[key] = labelled.get(key, 0) + float(n_labelled or 0)
+    enough = {key for key, n in labelled.items() if n >= max(min_labelled, 1)}
+    chosen = {(version, value) for value, version, *_ in totals if (version, fold(by, value)) in enough}
+    return sorted({v for v, _ in chosen}), list({x for _, x in chosen})
