@@ -7,6 +7,7 @@ mapping are app.py's middleware, as for every route.
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime, timezone
 
 import psycopg2
@@ -15,12 +16,16 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from serving.app import REGISTRY, SERVICE, SETTINGS, STATS_DB, json_response, parse_since
+from serving.core import RequestRejected
 from serving.db.connection import connect
 from serving.db.shadow import shadow_pairs, shadow_sample
+from serving.db.shadow_outcomes import same_users_rows
 from serving.model_follower import MODELS, Models
+from serving.performance import performance_groups
 from serving.shadow_compare import compare
 
-_TIMEOUT_S = 30  # per statement of GET /shadow
+_TIMEOUT_S = 30  # per statement of GET /shadow and of /performance's same_users
+_VERSION = re.compile(r"^\d{1,18}$")
 
 
 async def model_info(request: web.Request) -> web.Response:
@@ -43,8 +48,7 @@ async def shadow_report(request: web.Request) -> web.Response:
     since = parse_since(request.query.get("since"), datetime.now(timezone.utc))
     models, limit = app[MODELS], app[SETTINGS].shadow_sample_users
     wanted = (request.query.get("champion_version"), request.query.get("shadow_version"))
-    serving = (models.champion.current.identity.version if models.champion.current else None,
-               models.shadow.current.identity.version if models.shadow and models.shadow.current else None)
+    serving = _serving_pair(app)
     url = app[STATS_DB]
 
     def query():
@@ -71,6 +75,49 @@ async def shadow_report(request: web.Request) -> web.Response:
         body.update({"champion_version": pair["champion_version"], "shadow_version": pair["shadow_version"],
                      "n_users": pair["n_users"], "mean_ratio": pair["mean_ratio"], **compare(champion, shadow)})
     return json_response(body)
+
+
+def _serving_pair(app: web.Application) -> tuple[str | None, str | None]:
+    models = app[MODELS]
+    return (models.champion.current.identity.version if models.champion.current else None,
+            models.shadow.current.identity.version if models.shadow and models.shadow.current else None)
+
+
+def compared_versions(request: web.Request) -> tuple[str, str] | None:
+    """The (champion, shadow) versions GET /performance compares on the same users: the query's
+    ``champion_version`` and ``shadow_version``, each defaulting to the version serving in that
+    role; None when there is no pair (no shadow, or the shadow is the champion's version)."""
+    serving = _serving_pair(request.app)
+    pair = []
+    for field, default in zip(("champion_version", "shadow_version"), serving):
+        value = request.query.get(field) or default
+        if request.query.get(field) and not _VERSION.match(value):
+            raise RequestRejected(400, "invalid_input", f"{field}: {value[:100]!r} is not a registry version number",
+                                  [{"row": None, "field": field, "reason": "must be a registry version number"}])
+        pair.append(value)
+    if None in pair or pair[0] == pair[1]:
+        if request.query.get("shadow_version") and pair[0] == pair[1]:
+            raise RequestRejected(400, "invalid_input", "shadow_version must differ from champion_version",
+                                  [{"row": None, "field": "shadow_version", "reason": "is the champion_version"}])
+        return None
+    return pair[0], pair[1]
+
+
+def same_users_performance(url: str, pair: tuple[str, str], *, since: datetime, until: datetime | None,
+                           by: str | None, min_labelled: int) -> dict:
+    """GET /performance's ``same_users``: both versions' realised metrics on the users both scored
+    (serving/db/shadow_outcomes.py), in /performance's group format. Called after the rollup was
+    refreshed; a statement over ``_TIMEOUT_S`` raises QueryCanceled (a 503, as PostgreSQL down)."""
+    connection = connect(url, statement_timeout_ms=_TIMEOUT_S * 1000)
+    try:
+        rows = same_users_rows(connection, first=pair[0], second=pair[1], since=since, until=until, by=by)
+    finally:
+        connection.close()
+    groups = performance_groups(rows, by, min_labelled)
+    return {"champion_version": pair[0], "shadow_version": pair[1],
+            "n_users": sum(g["n_predicted"] for g in groups if g["model_version"] == pair[0]),
+            "n_labelled": sum(g["n_labelled"] for g in groups if g["model_version"] == pair[0]),
+            "groups": groups}
 
 
 def _pick(pairs: list[dict], wanted: tuple, serving: tuple) -> dict | None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import textwrap
 import time
 import uuid
@@ -25,6 +27,7 @@ from revenue_model.contract import FEATURE_INPUTS
 from revenue_model.predictor import fit_predictor
 from tests.conftest import new_database
 from tests.serving.conftest import Service, wait_until
+from tests.serving.test_outcomes import assert_matches, reference
 from tests.serving.test_reliability import USER, Load
 
 pytestmark = pytest.mark.slow
@@ -255,3 +258,100 @@ def test_a_broken_version_made_champion_is_not_switched_to_and_the_old_keeps_ser
 def test_the_model_routes_need_the_api_key(service):
     for method, path in [("POST", "/admin/model/check"), ("GET", "/shadow"), ("GET", "/model/info")]:
         assert service.http.call(method, path, headers={"X-API-Key": "wrong"})[0] == 401, path
+
+
+# -- live evidence: both versions judged on the same labelled users ----------------------------------
+
+@pytest.fixture(scope="module")
+def labelled_pairs(service, predictor, challenger, holdout):
+    """300 users answered by version 1 and shadowed at SHARE by version 2, every one labelled; the
+    users both scored (from the log's shadow rows) with both models' outputs computed in process."""
+    assert serving(service, "1") and wait_until(
+        lambda: (service.http.get("/model/info")[2]["shadow"] or {}).get("model_version") == "2", 120)
+    probe = next(f"probe-{i}" for i in range(1000) if zlib.crc32(f"probe-{i}".encode()) < SHARE * 2 ** 32)
+
+    def shadow_answers() -> bool:  # a shadow scorer restarted by an earlier test may still be starting
+        before = metric(service, 'revenue_shadow_users_total{outcome="scored"}')
+        service.http.post("/predict", {**USER, "user_id": probe})
+        return wait_until(lambda: metric(service, 'revenue_shadow_users_total{outcome="scored"}') > before, 3)
+
+    assert wait_until(shadow_answers, 90), service.output()
+    since = datetime.now(timezone.utc).isoformat()
+    frame = holdout[list(FEATURE_INPUTS)].iloc[:300].reset_index(drop=True)
+    frame["user_id"] = [f"evidence-{uuid.uuid4().hex[:6]}-{i}" for i in range(300)]
+    users = [{k: v for k, v in row.items() if not (isinstance(v, float) and np.isnan(v))}
+             for row in frame.to_dict("records")]
+    request_ids = [f"evidence-{uuid.uuid4().hex[:8]}-{k}" for k in range(3)]
+    for k, request_id in enumerate(request_ids):
+        status, _, body = service.http.post("/batch_predict", {"users": users[k * 100:(k + 1) * 100]},
+                                            headers={"X-Request-Id": request_id})
+        assert status == 200 and body["model_version"] == "1"
+    picked = {u["user_id"] for u in users if zlib.crc32(u["user_id"].encode()) < SHARE * 2 ** 32}
+    rows = logged(service.database_url, request_ids, 300 + len(picked))
+    both = {r["user_id"] for r in rows if r["role"] == "shadow" and r["status_code"] == 200}
+    assert both <= picked and len(both) >= 0.8 * len(picked) > 100
+    ours, theirs = predictor.predict(frame), challenger.predict(frame)
+    rng = np.random.default_rng(8)
+    # Revenue drawn around the champion's predictions; rescaled so that version 2's total on the
+    # users both scored is exactly right (it qualifies on the total: the Gini decides).
+    revenue = np.where(rng.random(300) < ours["payer_probability"],
+                       ours["predicted_revenue"] / ours["payer_probability"] * rng.lognormal(-0.5, 1.0, 300), 0.0)
+    mask = frame["user_id"].isin(both).to_numpy()
+    revenue *= theirs["predicted_revenue"][mask].sum() / revenue[mask].sum()
+    labels = [{"user_id": u, "revenue": float(r)} for u, r in zip(frame["user_id"], revenue)]
+    status, _, answer = service.http.post("/labels", {"labels": labels})
+    assert status == 200 and answer["accepted"] == 300, answer
+
+    def people(outputs) -> list[dict]:
+        return [{"revenue": float(revenue[i]), **{c: float(outputs[c][i]) for c in
+                 ("predicted_revenue", "payer_probability", "revenue_p10", "revenue_p90")}}
+                for i in np.flatnonzero(mask)]
+
+    return {"since": since, "both": both, "expected": {"1": reference(people(ours)), "2": reference(people(theirs))}}
+
+
+def test_performance_shows_champion_and_shadow_on_the_same_labelled_users(service, labelled_pairs):
+    since = labelled_pairs["since"]
+    status, _, body = service.http.get(f"/performance?since={since}&min_labelled=50")
+    assert status == 200, body
+    same = body["same_users"]
+    n = len(labelled_pairs["both"])
+    assert (same["champion_version"], same["shadow_version"], same["n_users"], same["n_labelled"]) == ("1", "2", n, n)
+    assert [(g["model_version"], g["n_labelled"]) for g in same["groups"]] == [("1", n), ("2", n)]
+    for group in same["groups"]:
+        assert_matches(group["metrics"], labelled_pairs["expected"][group["model_version"]])
+    # /performance's own groups judge version 1 on all of its 300 users: another population.
+    assert [g["n_labelled"] for g in body["groups"] if g["model_version"] == "1"] == [300]
+    status, _, body = service.http.get(f"/performance?since={since}&min_labelled=50&shadow_version=1")
+    assert status == 400 and body["problems"][0]["field"] == "shadow_version", body
+    status, _, body = service.http.get(f"/performance?since={since}&champion_version=latest")
+    assert status == 400 and body["problems"][0]["field"] == "champion_version", body
+
+
+def promote_on_evidence(service, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipelines.promote", "--evidence", "shadow", *args],
+                          env=service.env, cwd=service.root, capture_output=True, text=True, timeout=300)
+
+
+def test_promote_on_shadow_evidence_uses_the_realised_gini_on_the_same_users(service, store, labelled_pairs):
+    expected = labelled_pairs["expected"]
+    gain = expected["2"]["norm_gini"] - expected["1"]["norm_gini"]
+    since = ["--since", labelled_pairs["since"]]
+    too_few = promote_on_evidence(service, *since, "--min-labelled", str(len(labelled_pairs["both"]) + 1))
+    assert too_few.returncode == 3 and "fewer than min_labelled" in too_few.stdout, too_few.stdout + too_few.stderr
+    refused = promote_on_evidence(service, *since, "--min-labelled", "50", "--min-gain", f"{gain + 0.02:.6f}")
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    client = MlflowClient(store)
+    record = json.loads(client.get_model_version("revenue_model", "2").tags["promotion_refused"])
+    for role, version in (("champion", "1"), ("challenger", "2")):
+        assert record["metrics"][role]["total_ratio"] == pytest.approx(expected[version]["total_ratio"], rel=1e-9)
+        assert record["metrics"][role]["normalized_gini"] == pytest.approx(
+            expected[version]["norm_gini"], abs=0.08 / np.sqrt(expected[version]["n"]))
+    assert str(client.get_model_version_by_alias("revenue_model", "champion").version) == "1"
+    try:
+        promoted = promote_on_evidence(service, *since, "--min-labelled", "50",
+                                       "--min-gain", f"{gain - 0.02:.6f}")
+        assert promoted.returncode == 0 and "PROMOTED" in promoted.stdout, promoted.stdout + promoted.stderr
+        assert str(client.get_model_version_by_alias("revenue_model", "champion").version) == "2"
+    finally:
+        move(store, "champion", "1")
