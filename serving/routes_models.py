@@ -107,17 +107,21 @@ def same_users_performance(url: str, pair: tuple[str, str], *, since: datetime, 
                            by: str | None, min_labelled: int) -> dict:
     """GET /performance's ``same_users``: both versions' realised metrics on the users both scored
     (serving/db/shadow_outcomes.py), in /performance's group format. Called after the rollup was
-    refreshed; a statement over ``_TIMEOUT_S`` raises QueryCanceled (a 503, as PostgreSQL down)."""
+    refreshed. Over ``_TIMEOUT_S`` it is given up: no groups and a ``reason`` (the rest of
+    /performance is answered from the rollup's cells, in time)."""
     connection = connect(url, statement_timeout_ms=_TIMEOUT_S * 1000)
+    out = {"champion_version": pair[0], "shadow_version": pair[1], "n_users": None, "n_labelled": None,
+           "groups": [], "reason": None}
     try:
         rows = same_users_rows(connection, first=pair[0], second=pair[1], since=since, until=until, by=by)
+    except psycopg2.errors.QueryCanceled:
+        return {**out, "reason": f"query_timeout: comparing the two versions' users took over {_TIMEOUT_S} s; "
+                                 "ask for a shorter window (since, until)"}
     finally:
         connection.close()
     groups = performance_groups(rows, by, min_labelled)
-    return {"champion_version": pair[0], "shadow_version": pair[1],
-            "n_users": sum(g["n_predicted"] for g in groups if g["model_version"] == pair[0]),
-            "n_labelled": sum(g["n_labelled"] for g in groups if g["model_version"] == pair[0]),
-            "groups": groups}
+    return {**out, "n_users": sum(g["n_predicted"] for g in groups if g["model_version"] == pair[0]),
+            "n_labelled": sum(g["n_labelled"] for g in groups if g["model_version"] == pair[0]), "groups": groups}
 
 
 def _pick(pairs: list[dict], wanted: tuple, serving: tuple) -> dict | None:

@@ -4,6 +4,7 @@ and 2, every odd one by version 1 only)."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import numpy as np
@@ -68,3 +69,20 @@ def test_one_version_against_itself_is_refused(story):
     connection, _ = story
     with pytest.raises(ValueError):
         same_users_rows(connection, first="1", second="1", since=EPOCH, until=None, by=None)
+
+
+def test_a_comparison_over_its_time_bound_is_given_up_with_a_reason(fresh_database, monkeypatch):
+    """A statement PostgreSQL cancels at the bound: same_users says so instead of failing /performance."""
+    from serving import routes_models
+
+    def slow(connection, **_):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(10)")
+
+    monkeypatch.setattr(routes_models, "_TIMEOUT_S", 1)
+    monkeypatch.setattr(routes_models, "same_users_rows", slow)
+    started = time.monotonic()
+    out = routes_models.same_users_performance(fresh_database, ("1", "2"), since=EPOCH, until=None, by=None,
+                                               min_labelled=1)
+    assert time.monotonic() - started < 5
+    assert (out["groups"], out["n_users"]) == ([], None) and out["reason"].startswith("query_timeout"), out
