@@ -8,7 +8,6 @@ demand), 3 with neither.
 import json
 import re
 import urllib.parse
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import mlflow
@@ -28,6 +27,7 @@ from serving.db.connection import connect
 from serving.db.log_rows import write_rows
 from serving.db.partitions import Partitions
 from serving.model_identity import ModelIdentity
+from tests.conftest import new_database
 from tests.serving.conftest import PROJECT, Service, wait_until
 
 SENT = ["country", "country_region", "source", "platform", "device_family", "os_version",
@@ -66,13 +66,7 @@ def drift_store(predictor, holdout, profile, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def drift_database(postgres):
-    name = f"drift_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(postgres)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name}")
-    admin.close()
-    return postgres.replace("/postgres?", f"/{name}?", 1)
+    return new_database(postgres, "drift")
 
 
 @pytest.fixture(scope="module")
