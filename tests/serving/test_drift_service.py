@@ -28,7 +28,7 @@ from serving.db.log_rows import write_rows
 from serving.db.partitions import Partitions
 from serving.model_identity import ModelIdentity
 from tests.conftest import new_database
-from tests.serving.conftest import PROJECT, Service, wait_until
+from tests.serving.conftest import Service, wait_until
 
 SENT = ["country", "country_region", "source", "platform", "device_family", "os_version",
         "event_1", "event_2", "event_3"]
