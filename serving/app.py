@@ -31,8 +31,9 @@ from serving import routes_dashboard
 from serving.inflate import ENCODINGS, TooLarge, inflate
 from serving.rate_limit import TokenBucket
 from serving.read_queries import Reads
+from serving.model_follower import MODELS, Models
 from serving.schemas import openapi_document
-from serving.scorer import ScorerFailed, ScorerSupervisor, ScorerUnavailable
+from serving.scorer import ScorerFailed, ScorerUnavailable
 
 log = logging.getLogger("serving.app")
 
@@ -46,7 +47,6 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 SERVICE = web.AppKey("service", PredictionService)
-SUPERVISOR = web.AppKey("supervisor", ScorerSupervisor)
 SETTINGS = web.AppKey("settings", Settings)
 STATS_DB = web.AppKey("stats_db", str)
 METRICS = web.AppKey("metrics", dict)
@@ -113,7 +113,7 @@ async def handle(request: web.Request, handler) -> web.StreamResponse:
     try:
         response = await _answer(request, handler, record, counted)
         response.headers[REQUEST_ID_HEADER] = record.request_id
-        response.headers[MODEL_VERSION_HEADER] = service.identity.version
+        response.headers[MODEL_VERSION_HEADER] = (record.identity or service.identity).version
         if app[DRAINING].is_set():  # stopping: the client must not send another request on this connection
             response.force_close()
         # Runs when this request's task next waits, which is after the answer is written to the socket.
@@ -184,7 +184,7 @@ def _account(app: web.Application, record: RequestRecord, status: int, counted: 
 
 def _count_and_log(app, service: PredictionService, metrics: dict, record: RequestRecord, status: int,
                    counted: bool) -> None:
-    version = service.identity.version
+    version = (record.identity or service.identity).version
     metrics["requests"].labels(record.route, str(status), version).inc()
     metrics["latency"].labels(record.route, version).observe(record.latency_ms() / 1000)
     if status == 200 and record.outputs:
@@ -285,9 +285,9 @@ def _prediction(output: dict, user) -> dict:
 
 
 def _stamp(record: RequestRecord, service: PredictionService) -> dict:
+    identity = record.identity or service.identity
     return {"inference_time_ms": round(record.inference_ms or 0.0, 3), "timestamp": record.timestamp.isoformat(),
-            "request_id": record.request_id, "model_name": service.identity.name,
-            "model_version": service.identity.version}
+            "request_id": record.request_id, "model_name": identity.name, "model_version": identity.version}
 
 
 async def predict(request: web.Request) -> web.Response:
@@ -333,7 +333,7 @@ async def invocations(request: web.Request) -> web.Response:
     else:  # CSV, Parquet ...: MLflow parses them
         body = request["body"] = await _read_body(request)
         _keep_body(request)
-    status, answer, answer_type = await service.scorer.passthrough(body, content_type)
+    status, answer, answer_type = await service.passthrough(record, body, content_type)
     if status == 200 and answer_type == "application/json":
         predictions = orjson.loads(answer).get("predictions")
         if isinstance(predictions, list) and record.users and len(predictions) == len(record.users):
@@ -346,20 +346,15 @@ async def invocations(request: web.Request) -> web.Response:
 async def health(request: web.Request) -> web.Response:
     """200 when the model answers and the log writer runs. PostgreSQL being down is not a 503 (rows
     wait in the spill file) but shows in ``log_database``; details are in /metrics and the logs."""
-    service, supervisor = request.app[SERVICE], request.app[SUPERVISOR]
-    identity, writer = service.identity, service.writer
-    ready = supervisor.ready and writer.alive
+    champion, writer = request.app[SERVICE].champion, request.app[SERVICE].writer
+    identity = champion.identity
+    ready = champion.ready and writer.alive
     body = {"status": "healthy" if ready else "unavailable", "model_name": identity.name,
             "model_version": identity.version, "alias": identity.alias, "run_id": identity.run_id,
             "log_writer": "running" if writer.alive else "stopped",
             "log_database": "alarm" if writer.alarm else ("up" if writer.database_up else "down"),
             "timestamp": datetime.now(timezone.utc).isoformat()}
     return json_response(body, 200 if ready else 503)
-
-
-async def model_info(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
-    return json_response({**service.identity.as_dict(), "scorer_ready": request.app[SUPERVISOR].ready})
 
 
 def parse_since(text: str | None, now: datetime, field: str = "since") -> datetime:
@@ -397,12 +392,12 @@ def _stats_body(connection, since: datetime) -> dict:
 
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
-    m, writer, supervisor = app[METRICS], app[SERVICE].writer, app[SUPERVISOR]
+    m, writer, champion = app[METRICS], app[SERVICE].writer, app[SERVICE].champion
     m["in_flight"].set(app[SERVICE].in_flight)
     m["log_queue"].set(writer.queued_rows)
     m["spilled"].set(writer.rows_spilled)
-    m["scorer_up"].set(1 if supervisor.ready else 0)
-    m["scorer_restarts"].set(supervisor.restarts)
+    m["scorer_up"].set(1 if champion.ready else 0)
+    m["scorer_restarts"].set(app[MODELS].stats.restarts)
     m["log_queue_bytes"].set(writer.queued_bytes)
     m["log_spill_bytes"].set(writer.spill.pending_bytes())
     m["log_writer_alive"].set(1 if writer.alive else 0)
@@ -437,14 +432,14 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def build_app(settings: Settings, service: PredictionService, supervisor: ScorerSupervisor,
+def build_app(settings: Settings, service: PredictionService, models: Models,
               database_url: str) -> web.Application:
     app = web.Application(middlewares=[handle], client_max_size=settings.max_body_bytes)
     registry = CollectorRegistry()
     app[REGISTRY] = registry
     app[OPENAPI] = openapi_document()
     app[METRICS] = _metrics(registry)
-    app[SERVICE], app[SUPERVISOR], app[SETTINGS], app[STATS_DB] = service, supervisor, settings, database_url
+    app[SERVICE], app[SETTINGS], app[STATS_DB] = service, settings, database_url
     app[UNAUTHORISED_ROWS] = TokenBucket(settings.unauthorised_rows_per_s, UNAUTHORISED_BURST)
     app[DRAINING] = asyncio.Event()
     app[READS] = Reads(database_url, max_concurrent=settings.read_queries_max,
@@ -453,12 +448,13 @@ def build_app(settings: Settings, service: PredictionService, supervisor: Scorer
     app.router.add_post("/predict", predict)
     app.router.add_post("/batch_predict", batch_predict)
     app.router.add_post("/invocations", invocations)
-    app.router.add_get("/model/info", model_info)
     app.router.add_get("/stats", stats)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/docs", docs)
     routes_dashboard.register(app)
+    from serving.routes_models import add_model_routes  # it imports this module's helpers
+    add_model_routes(app, models)  # /model/info, /shadow, /admin/model/check
     from serving.routes_drift import add_drift_routes  # it imports this module's helpers
     add_drift_routes(app)  # GET /drift, the drift gauges
     from serving.routes_loop import add_loop_routes  # it imports this module's helpers

@@ -21,7 +21,8 @@ from revenue_model.contract import EVENT_COLUMNS, MAX_STRING_LENGTH, OUTPUT_COLU
 from revenue_model.validation import InvalidUsers, validate_columns
 from serving.log_writer import ROW_BYTES, LogWriter
 from serving.model_identity import ModelIdentity
-from serving.scorer import ScorerClient, to_scorer_columns
+from serving.scorer import to_scorer_columns
+from serving.served_model import ServedModel
 from serving.stored_input import CONTRACT_FIELDS, INPUT_BYTES_PER_JSON_BYTE, MARKER, cost, json_size, stored_input
 
 # The most JSON a user's stored input takes (LOG_INPUT_MAX_BYTES): a valid user with only the
@@ -67,6 +68,7 @@ class RequestRecord:
     user_errors: dict[int, str] = field(default_factory=dict)
     raw_body: str | None = None      # when the body had no users to speak of
     body_bytes: int = 0              # the body's size after decompression
+    identity: ModelIdentity | None = None  # the version that answered (or was asked); None: no call made
 
     def latency_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
@@ -152,18 +154,24 @@ def invocation_users(payload: Any) -> list | None:
 
 
 class PredictionService:
-    def __init__(self, identity: ModelIdentity, scorer: ScorerClient, writer: LogWriter, *,
-                 max_in_flight: int, max_users: int, max_input_bytes: int = MAX_INPUT_BYTES,
-                 max_in_flight_bytes: int = 96 * 2**20):
-        self.identity = identity
-        self.scorer = scorer
+    def __init__(self, champion: ServedModel, writer: LogWriter, *, max_in_flight: int, max_users: int,
+                 shadow=None, max_input_bytes: int = MAX_INPUT_BYTES, max_in_flight_bytes: int = 96 * 2**20):
+        """``champion``: the model answering now (replaced by the follower on a swap); ``shadow``: a
+        ShadowScorer offered every answered request, or None."""
+        self.champion = champion
         self.writer = writer
         self.max_in_flight = max_in_flight
         self.max_in_flight_bytes = max_in_flight_bytes
         self.max_users = max_users
         self.max_input_bytes = max_input_bytes
+        self.shadow = shadow
         self.in_flight = 0
         self.in_flight_bytes = 0
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """The version serving now (a request's own is ``RequestRecord.identity``)."""
+        return self.champion.identity
 
     def admit(self, nbytes: int) -> None:
         """Take a request estimated to need ``nbytes`` of memory, or raise Overloaded: past
@@ -207,13 +215,27 @@ class PredictionService:
     async def predict(self, record: RequestRecord, users: list) -> list[dict]:
         """Validate and score users (in order); outputs carry the contract's four columns."""
         columns = self.validate(record, users)
-        record.outputs, record.inference_ms = await self.scorer.predict(to_scorer_columns(columns))
+        # The model is taken once per request, and its identity with it: a swap meanwhile changes neither.
+        served = self.champion
+        record.identity = served.identity
+        with served.using():
+            record.outputs, record.inference_ms = await served.client.predict(to_scorer_columns(columns))
         return record.outputs
 
+    async def passthrough(self, record: RequestRecord, body: bytes, content_type: str | None) -> tuple:
+        """An /invocations body forwarded as is to the model serving now; (status, body, content type)."""
+        served = self.champion
+        record.identity = served.identity
+        with served.using():
+            return await served.client.passthrough(body, content_type)
+
     def record(self, record: RequestRecord, status: int) -> None:
+        identity = record.identity or self.identity
         inputs, input_bytes = stored_inputs(record, self.max_input_bytes)
-        rows = log_rows(record, status, record.latency_ms(), self.identity, inputs)
+        rows = log_rows(record, status, record.latency_ms(), identity, inputs)
         self.writer.submit(rows, len(rows) * ROW_BYTES + input_bytes)
+        if self.shadow is not None:
+            self.shadow.offer(record, status, identity)
 
 
 def stored_inputs(record: RequestRecord, max_bytes: int = MAX_INPUT_BYTES) -> tuple[list, int]:

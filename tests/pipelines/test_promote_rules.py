@@ -25,6 +25,10 @@ def client(tmp_path):
     return client
 
 
+def not_scored(challenger, champion):
+    pytest.fail("a refused challenger was scored")
+
+
 def champion(client) -> str:
     return str(client.get_model_version_by_alias(NAME, CHAMPION).version)
 
@@ -34,15 +38,15 @@ def test_a_rollback_is_not_undone_by_the_next_promote(client):
     assert champion(client) == "1"
     assert CHALLENGER not in client.get_registered_model(NAME).aliases  # it pointed at v3: taken off
     assert "rolled_back_at" in client.get_model_version(NAME, "3").tags
-    assert promote(client, NAME, "", 0.0) == REFUSED  # no challenger: nothing to promote
+    assert promote(client, NAME, 0.0, not_scored) == REFUSED  # no challenger: nothing to promote
     assert champion(client) == "1"
     client.set_registered_model_alias(NAME, CHALLENGER, "3")  # someone points it back
-    assert promote(client, NAME, "", 0.0) == REFUSED  # tagged rolled back: refused without force
+    assert promote(client, NAME, 0.0, not_scored) == REFUSED  # tagged rolled back: refused without force
     assert champion(client) == "1"
 
 
 def test_a_refused_version_is_not_promoted_again_without_force(client, capsys):
     client.set_model_version_tag(NAME, "2", "promotion_refused", '{"reason": "worse"}')
     client.set_registered_model_alias(NAME, CHALLENGER, "2")
-    assert promote(client, NAME, "", 0.0) == REFUSED
+    assert promote(client, NAME, 0.0, not_scored) == REFUSED
     assert "was refused before" in capsys.readouterr().out and champion(client) == "3"
