@@ -82,10 +82,12 @@ def main(argv=None) -> int:
     else:
         evidence = lambda challenger, champion: holdout_evidence(  # noqa: E731
             client, args.model_name, args.data_path, challenger, champion)
-    return promote(client, args.model_name, args.min_gain, evidence, force=args.force == "true")
+    return promote(client, args.model_name, args.min_gain, evidence, force=args.force == "true",
+                   refused_blocks=args.evidence == "holdout")
 
 
-def promote(client: MlflowClient, name: str, min_gain: float, evidence, *, force: bool = False) -> int:
+def promote(client: MlflowClient, name: str, min_gain: float, evidence, *, force: bool = False,
+            refused_blocks: bool = True) -> int:
     """``evidence(challenger, champion)`` gives (metrics per role, params saying where they come
     from), or raises NoEvidence (a refusal)."""
     challenger = _version_by_alias(client, name, CHALLENGER)
@@ -96,7 +98,7 @@ def promote(client: MlflowClient, name: str, min_gain: float, evidence, *, force
     if champion is not None and champion.version == challenger.version:
         print(f"version {challenger.version} is already the champion")
         return 0
-    if (blocked := blocked_reason(challenger.tags)) and not force:
+    if (blocked := blocked_reason(challenger.tags, refused_too=refused_blocks)) and not force:
         print(f"REFUSED: challenger v{challenger.version} {blocked}; promote it anyway with -P force=true")
         return REFUSED
     try:

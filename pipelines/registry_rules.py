@@ -1,7 +1,8 @@
 """Rules the registry keeps between promotions and rollbacks (pipelines/promote.py applies them).
 
 - A version tagged ``rolled_back_at`` or ``promotion_refused`` is not promoted again unless the
-  person says so (``-P force=true``): a rollback is not undone by the next scheduled promote.
+  person says so (``-P force=true``): a rollback is not undone by the next scheduled promote. With
+  ``evidence=shadow`` an earlier refusal does not block: the live evidence grows with every label.
 - A holdout that shares users with the challenger's training or dev split measures memory, not
   skill: it is refused. The default holdout (the challenger's own test split) is disjoint by
   construction; a ``data_path`` is checked against the training run's data, rebuilt from its
@@ -21,10 +22,12 @@ from revenue_model.contract import FEATURE_INPUTS, TARGET
 BLOCKING_TAGS = {"rolled_back_at": "was rolled back at {}", "promotion_refused": "was refused before"}
 
 
-def blocked_reason(tags: dict) -> str | None:
-    """Why a version with these tags is not promoted without force; None when nothing blocks it."""
+def blocked_reason(tags: dict, *, refused_too: bool = True) -> str | None:
+    """Why a version with these tags is not promoted without force; None when nothing blocks it.
+    ``refused_too=False``: an earlier refusal does not block (shadow evidence grows with every label,
+    so a challenger refused on it is judged again)."""
     for tag, text in BLOCKING_TAGS.items():
-        if tag in tags:
+        if tag in tags and (refused_too or tag != "promotion_refused"):
             return text.format(tags[tag][:40])
     return None
 

@@ -9,6 +9,9 @@ def test_a_rolled_back_or_refused_version_is_blocked_and_others_are_not():
     assert "rolled back at 2026-11-27" in blocked_reason({"rolled_back_at": "2026-11-27T10:00:00+00:00"})
     assert "refused" in blocked_reason({"promotion_refused": "{}", "test_normalized_gini": "0.8"})
     assert blocked_reason({"promoted_at": "2026-11-27", "restored_at": "x"}) is None
+    # shadow evidence judges a refused challenger again; a rollback still blocks
+    assert blocked_reason({"promotion_refused": "{}"}, refused_too=False) is None
+    assert "rolled back" in blocked_reason({"rolled_back_at": "2026-11-27"}, refused_too=False)
 
 
 def test_shared_users_counts_by_user_id_or_else_by_identical_rows():
