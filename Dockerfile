@@ -5,6 +5,7 @@ COPY pyproject.toml README.md ./
 COPY revenue_model revenue_model
 COPY pipelines pipelines
 COPY serving serving
+COPY docker docker
 COPY MLproject conda.yaml ./
 RUN pip install --no-cache-dir .
 ENV PYTHONUNBUFFERED=1

@@ -3,6 +3,12 @@
     mlflow run . -e promote --env-manager local [-P data_path=holdout.csv] [-P min_gain=0.005]
     mlflow run . -e promote --env-manager local -P evidence=shadow [-P since=14d] [-P min_labelled=1000]
     mlflow run . -e rollback --env-manager local
+    (either promote: [-P force=true] to promote a version tagged rolled back or refused)
+
+Registry rules (pipelines/registry_rules.py): a rollback also takes `challenger` off the
+rolled-back version, and promote refuses a version tagged rolled back or refused unless
+``force=true``; the ±20 % total check applies with no champion too; a ``data_path`` holdout that
+shares users with the challenger's training or dev split is refused (force does not lift that).
 
 With ``evidence=holdout`` (the default) both models are scored on the same holdout
 (by default the test split the challenger's training run logged), each by its own
@@ -35,6 +41,7 @@ from mlflow.exceptions import MlflowException
 from pipelines.candidates import clean_frame
 from pipelines.datasets import read_users
 from pipelines.evaluate import evaluate
+from pipelines.registry_rules import blocked_reason, shared_users, training_users
 from pipelines.log_database import log_database, parse_time
 from pipelines.selection import challenger_wins
 from pipelines.train import CHALLENGER, HOLDOUT_ARTIFACT
@@ -53,6 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-path", default="", help="holdout; empty: the challenger's own test split")
     p.add_argument("--min-gain", type=float, default=0.0, help="normalized Gini the challenger must gain")
     p.add_argument("--rollback", action="store_true", help="move champion back to the previous one")
+    p.add_argument("--force", default="false", choices=["true", "false"],
+                   help="promote a version tagged rolled back or refused all the same")
     p.add_argument("--evidence", choices=("holdout", "shadow"), default="holdout",
                    help="holdout: both scored on a holdout; shadow: realised metrics on the same labelled users")
     p.add_argument("--since", default="", help="evidence=shadow: users scored since (ISO time or 14d); empty: all")
@@ -73,17 +82,25 @@ def main(argv=None) -> int:
     else:
         evidence = lambda challenger, champion: holdout_evidence(  # noqa: E731
             client, args.model_name, args.data_path, challenger, champion)
-    return promote(client, args.model_name, args.min_gain, evidence)
+    return promote(client, args.model_name, args.min_gain, evidence, force=args.force == "true",
+                   refused_blocks=args.evidence == "holdout")
 
 
-def promote(client: MlflowClient, name: str, min_gain: float, evidence) -> int:
+def promote(client: MlflowClient, name: str, min_gain: float, evidence, *, force: bool = False,
+            refused_blocks: bool = True) -> int:
     """``evidence(challenger, champion)`` gives (metrics per role, params saying where they come
     from), or raises NoEvidence (a refusal)."""
-    challenger = client.get_model_version_by_alias(name, CHALLENGER)
+    challenger = _version_by_alias(client, name, CHALLENGER)
+    if challenger is None:
+        print(f"REFUSED: no version has alias @{CHALLENGER} (a rollback takes it off the rolled-back version)")
+        return REFUSED
     champion = _version_by_alias(client, name, CHAMPION)
     if champion is not None and champion.version == challenger.version:
         print(f"version {challenger.version} is already the champion")
         return 0
+    if (blocked := blocked_reason(challenger.tags, refused_too=refused_blocks)) and not force:
+        print(f"REFUSED: challenger v{challenger.version} {blocked}; promote it anyway with -P force=true")
+        return REFUSED
     try:
         scores, source = evidence(challenger, champion)
     except NoEvidence as missing:
@@ -118,6 +135,8 @@ class NoEvidence(Exception):
 
 def holdout_evidence(client: MlflowClient, name: str, data_path: str, challenger, champion) -> tuple[dict, dict]:
     frame = clean_frame(read_users(data_path or _holdout_of(client, challenger.run_id)))
+    if data_path and (refusal := _overlap_refusal(client, challenger, frame)):
+        raise NoEvidence(refusal)  # the default holdout is the challenger's own test split: disjoint
     print(f"scoring challenger v{challenger.version}"
           + (f" and champion v{champion.version}" if champion else "") + f" on {len(frame)} users")
     scores = {"challenger": evaluate(f"models:/{name}/{challenger.version}", frame)}
@@ -161,6 +180,11 @@ def rollback(client: MlflowClient, name: str) -> int:
     client.transition_model_version_stage(name, previous, PRODUCTION, archive_existing_versions=True)
     client.set_model_version_tag(name, current.version, "rolled_back_at", now)
     client.set_model_version_tag(name, previous, "restored_at", now)
+    challenger = _version_by_alias(client, name, CHALLENGER)
+    if challenger is not None and challenger.version == current.version:
+        # Else the next scheduled promote would put the rolled-back version back.
+        client.delete_registered_model_alias(name, CHALLENGER)
+        print(f"@{CHALLENGER} taken off v{current.version}")
     print(f"ROLLED BACK: @{CHAMPION} is v{previous} again (was v{current.version})")
     return 0
 
@@ -170,6 +194,19 @@ def _version_by_alias(client: MlflowClient, name: str, alias: str):
         return client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
+
+
+def _overlap_refusal(client: MlflowClient, challenger, holdout) -> str | None:
+    training = training_users(client.get_run(challenger.run_id).data.params)
+    if training is None:
+        print(f"warning: the training data of v{challenger.version} is gone; the holdout's overlap with it "
+              "is not checked")
+        return None
+    shared = shared_users(holdout, training)
+    if shared:
+        return (f"{shared} of the holdout's {len(holdout)} users are in v{challenger.version}'s training or dev "
+                "split: such a holdout measures memory, not skill")
+    return None
 
 
 def _holdout_of(client: MlflowClient, run_id: str) -> str:

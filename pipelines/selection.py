@@ -33,12 +33,13 @@ def pick_winner(results: dict[str, dict], servable: set[str]) -> str:
 
 
 def challenger_wins(challenger: dict, champion: dict | None, min_gain: float) -> tuple[bool, str]:
-    """(promote?, why) for metrics of both on the same holdout."""
-    if champion is None:
-        return True, "there is no champion"
+    """(promote?, why) for metrics of both on the same holdout. The total check applies with no
+    champion too: a first model that gets budgets wrong is not served either."""
     if not qualifies(challenger):
         return False, (f"challenger's total is {challenger['total_ratio']:.3f} of actual, "
                        f"outside 1 ± {MAX_TOTAL_ERROR}")
+    if champion is None:
+        return True, "there is no champion"
     gain = challenger[PRIMARY] - champion[PRIMARY]
     verdict = gain >= min_gain
     return verdict, (f"normalized Gini {challenger[PRIMARY]:.4f} vs champion {champion[PRIMARY]:.4f} "

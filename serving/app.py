@@ -10,23 +10,27 @@ import hmac
 import logging
 import re
 import uuid
+import zlib
 from datetime import datetime, timedelta, timezone
 
 import orjson
-import psycopg2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from revenue_model.contract import OUTPUT_COLUMNS
-from serving.db.connection import connect
 from serving.db.dashboard import window_extras
 from serving.db.stats import prediction_stats
 from serving.config import Settings
 from serving.core import (
-    Overloaded, PredictionService, RequestRecord, RequestRejected, batch_users, invocation_users,
-    parse_json, single_user,
+    BODY_COST, VALUE_COST, VALUES_PER_USER, Overloaded, PredictionService, RequestRecord, RequestRejected,
+    batch_users, count_json_values, invocation_users, parse_json, single_user,
 )
 from serving import routes_dashboard
+from serving.inflate import ENCODINGS, TooLarge, inflate
+from serving.rate_limit import TokenBucket
+from serving.read_queries import Reads
 from serving.model_follower import MODELS, Models
 from serving.schemas import openapi_document
 from serving.scorer import ScorerFailed, ScorerUnavailable
@@ -37,6 +41,7 @@ REQUEST_ID_HEADER = "X-Request-Id"
 MODEL_VERSION_HEADER = "X-Model-Version"
 PREDICTION_ROUTES = {"/predict", "/batch_predict", "/invocations"}
 OPEN_ROUTES = {"/health"}  # with the dashboard's page and files (routes_dashboard.is_open), no API key
+CHARGED = "charged"  # a request's memory estimate, counted against MAX_IN_FLIGHT_BYTES
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -47,6 +52,11 @@ STATS_DB = web.AppKey("stats_db", str)
 METRICS = web.AppKey("metrics", dict)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 OPENAPI = web.AppKey("openapi", dict)
+UNAUTHORISED_ROWS = web.AppKey("unauthorised_rows", TokenBucket)
+READS = web.AppKey("reads", Reads)
+DRAINING = web.AppKey("draining", asyncio.Event)  # set when the service stops (serving/shutdown.py)
+# Rows of unauthenticated requests logged at once, before UNAUTHORISED_ROWS_PER_S limits them.
+UNAUTHORISED_BURST = 10
 
 
 def json_response(body, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -68,6 +78,25 @@ def _metrics(registry: CollectorRegistry) -> dict:
                          registry=registry),
         "scorer_up": Gauge("revenue_scorer_up", "1 when the scoring server answers", registry=registry),
         "scorer_restarts": Gauge("revenue_scorer_restarts", "Scoring server restarts", registry=registry),
+        "log_queue_bytes": Gauge("revenue_log_queue_bytes", "Estimated memory of the queued log rows",
+                                 registry=registry),
+        "log_spill_bytes": Gauge("revenue_log_spill_bytes", "Bytes of log rows waiting in the spill file",
+                                 registry=registry),
+        "log_writer_alive": Gauge("revenue_log_writer_alive", "1 when the log writer thread runs",
+                                  registry=registry),
+        "log_writer_restarts": Gauge("revenue_log_writer_restarts", "Log writer threads started again",
+                                     registry=registry),
+        "log_writer_errors": Gauge("revenue_log_writer_errors", "Log writer cycles that failed and were retried",
+                                   registry=registry),
+        "log_alarm": Gauge("revenue_log_alarm", "1 while PostgreSQL refuses the whole log (rows kept on disk)",
+                           registry=registry),
+        "log_rejected": Gauge("revenue_log_rows_rejected", "Rows PostgreSQL refused for their content, "
+                              "kept in rejected.jsonl", registry=registry),
+        "log_set_aside": Gauge("revenue_log_spill_lines_set_aside", "Spill lines that were not rows, kept in "
+                               "corrupt.jsonl", registry=registry),
+        "unauthorised_not_logged": Counter(
+            "revenue_unauthorised_rows_not_logged", "401 answers over UNAUTHORISED_ROWS_PER_S, counted "
+            "here instead of logged", registry=registry),
     }
 
 
@@ -75,27 +104,45 @@ def _metrics(registry: CollectorRegistry) -> dict:
 async def handle(request: web.Request, handler) -> web.StreamResponse:
     """Request id, API key, admission, error mapping, metrics and the log record of every request."""
     app = request.app
-    service, metrics, settings = app[SERVICE], app[METRICS], app[SETTINGS]
+    service = app[SERVICE]
     sent_id = request.headers.get(REQUEST_ID_HEADER, "")
     record = RequestRecord(sent_id if _SAFE_REQUEST_ID.match(sent_id) else uuid.uuid4().hex,
                            request.path if request.match_info.route.resource else "(unknown)")
     request["record"] = record
     counted = request.path in PREDICTION_ROUTES
     try:
+        response = await _answer(request, handler, record, counted)
+        response.headers[REQUEST_ID_HEADER] = record.request_id
+        response.headers[MODEL_VERSION_HEADER] = (record.identity or service.identity).version
+        if app[DRAINING].is_set():  # stopping: the client must not send another request on this connection
+            response.force_close()
+        # Runs when this request's task next waits, which is after the answer is written to the socket.
+        asyncio.get_running_loop().call_soon(_account, app, record, response.status, counted,
+                                             request.get(CHARGED))
+        return response
+    except BaseException:  # not handed over to _account
+        if CHARGED in request:
+            service.release(request[CHARGED])
+        raise
+
+
+async def _answer(request: web.Request, handler, record: RequestRecord, counted: bool) -> web.StreamResponse:
+    """The handler's answer, or the error it raised as a JSON answer."""
+    service, settings = request.app[SERVICE], request.app[SETTINGS]
+    try:
+        # Before admission: unauthenticated requests must not take the places of real ones.
+        if (settings.api_key and request.path not in OPEN_ROUTES and not routes_dashboard.is_open(request.path)
+                and not _authorised(request, settings)):
+            raise RequestRejected(401, "unauthorised", "a valid API key is required in X-API-Key")
         if counted:
-            service.admit()
-            service.in_flight += 1
-        try:
-            if (settings.api_key and request.path not in OPEN_ROUTES and not routes_dashboard.is_open(request.path)
-                    and not _authorised(request, settings)):
-                raise RequestRejected(401, "unauthorised", "a valid API key is required in X-API-Key")
-            response = await handler(request)
-        finally:
-            if counted:
-                service.in_flight -= 1
+            charge = BODY_COST * _body_bound(request, settings)
+            service.admit(charge)
+            request[CHARGED] = charge  # released by _account: the request's memory lives until then
+        response = await handler(request)
     except RequestRejected as error:
         record.error = record.error or error.message
-        response = json_response({**error.body(), "request_id": record.request_id}, error.status)
+        response = json_response({**error.body(), "request_id": record.request_id}, error.status,
+                                 {"Retry-After": str(error.retry_after)} if error.retry_after else None)
     except Overloaded as error:
         record.error = f"overloaded: {error}"
         response = json_response({"error": "overloaded", "message": "too many requests in flight; retry",
@@ -121,21 +168,30 @@ async def handle(request: web.Request, handler) -> web.StreamResponse:
         record.error = "internal error"
         response = json_response({"error": "internal_error", "message": "unexpected error; it was logged",
                                   "request_id": record.request_id}, 500)
-    response.headers[REQUEST_ID_HEADER] = record.request_id
-    response.headers[MODEL_VERSION_HEADER] = (record.identity or service.identity).version
-    # Runs when this request's task next waits, which is after the answer is written to the socket.
-    asyncio.get_running_loop().call_soon(_account, service, metrics, record, response.status, counted)
     return response
 
 
-def _account(service: PredictionService, metrics: dict, record: RequestRecord, status: int, counted: bool) -> None:
-    """Metrics and log rows of one answered request."""
+def _account(app: web.Application, record: RequestRecord, status: int, counted: bool,
+             charged: int | None) -> None:
+    """Metrics and log rows of one answered request; then its admission is released."""
+    service, metrics = app[SERVICE], app[METRICS]
+    try:
+        _count_and_log(app, service, metrics, record, status, counted)
+    finally:
+        if charged is not None:
+            service.release(charged)
+
+
+def _count_and_log(app, service: PredictionService, metrics: dict, record: RequestRecord, status: int,
+                   counted: bool) -> None:
     version = (record.identity or service.identity).version
     metrics["requests"].labels(record.route, str(status), version).inc()
     metrics["latency"].labels(record.route, version).observe(record.latency_ms() / 1000)
     if status == 200 and record.outputs:
         metrics["users"].labels(record.route, version).inc(len(record.outputs))
-    if counted or status >= 400:
+    if status == 401 and not app[UNAUTHORISED_ROWS].take():
+        metrics["unauthorised_not_logged"].inc()  # anyone can send these: they must not fill the database
+    elif counted or status >= 400:
         service.record(record, status)
 
 
@@ -143,39 +199,82 @@ def _authorised(request: web.Request, settings: Settings) -> bool:
     given = request.headers.get("X-API-Key", "")
     if not given and request.headers.get("Authorization", "").startswith("Bearer "):
         given = request.headers["Authorization"][len("Bearer "):]
-    return hmac.compare_digest(given.encode(), settings.api_key.encode())
+    # aiohttp keeps header bytes that are not UTF-8 as lone surrogates: compare them as the bytes sent.
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), settings.api_key.encode())
+
+
+def _body_bound(request: web.Request, settings: Settings) -> int:
+    """The most bytes this request's body can take once read: its Content-Length when it is sent
+    as is, else (compressed, chunked) MAX_BODY_BYTES."""
+    length = request.content_length
+    encoded = request.headers.get("Content-Encoding", "identity").strip().lower() != "identity"
+    return settings.max_body_bytes if length is None or encoded else min(length, settings.max_body_bytes)
+
+
+def _content_type(request: web.Request) -> str | None:
+    """The Content-Type header as sent, or None; 415 when it is not printable ASCII (RFC 9110's
+    media types are), which the scorer could not be sent either."""
+    value = request.headers.get("Content-Type")
+    if value is not None and not (value.isascii() and value.isprintable()):
+        raise RequestRejected(415, "unsupported_media_type", "Content-Type must be printable ASCII",
+                              [{"row": None, "field": "Content-Type", "reason": "is not printable ASCII"}])
+    return value
 
 
 def _media_type(request: web.Request) -> str:
     """The Content-Type without parameters; JSON when the client sent none."""
-    return request.content_type if "Content-Type" in request.headers else "application/json"
+    return request.content_type if _content_type(request) is not None else "application/json"
 
 
 async def _json_body(request: web.Request):
     content_type = _media_type(request)
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise RequestRejected(415, "unsupported_media_type",
-                              f"Content-Type must be application/json, not {content_type!r}")
+                              f"Content-Type must be application/json, not {content_type!r}",
+                              [{"row": None, "field": "Content-Type", "reason": "is not JSON"}])
     body = await _read_body(request)
     request["body"] = body
+    values, most = count_json_values(body), VALUES_PER_USER * request.app[SETTINGS].max_batch_users
     try:
+        if values > most:
+            raise RequestRejected(413, "too_many_values", f"the body holds more than {most} JSON values",
+                                  [{"row": None, "field": "body", "reason": f"more than {most} JSON values"}])
+        if CHARGED in request:  # what it parses into counts against MAX_IN_FLIGHT_BYTES too
+            request.app[SERVICE].grow(VALUE_COST * values)
+            request[CHARGED] += VALUE_COST * values
         return parse_json(body)
     except RequestRejected:
         _keep_body(request)
         raise
 
 
-def _keep_body(request: web.Request, limit: int = 100_000) -> None:
-    """Log the body as sent (decoded leniently) when it has no users to log one by one."""
+def _keep_body(request: web.Request) -> None:
+    """Log the body as sent (decoded leniently, its start only) when it has no users to log one by one."""
+    limit = request.app[SETTINGS].log_input_max_bytes
     request["record"].raw_body = request["body"][:limit].decode("utf-8", "backslashreplace")
 
 
 async def _read_body(request: web.Request) -> bytes:
+    """The body, inflated when it is compressed; at most MAX_BODY_BYTES both as sent and inflated."""
+    limit = request.app[SETTINGS].max_body_bytes
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ENCODINGS:
+        raise RequestRejected(415, "unsupported_content_encoding", f"Content-Encoding must be one of "
+                              f"{', '.join(ENCODINGS)}", [{"row": None, "field": "Content-Encoding",
+                                                           "reason": "is not supported"}])
     try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise RequestRejected(413, "body_too_large",
-                              f"the body is over {request.app[SETTINGS].max_body_bytes} bytes") from None
+        body = inflate(await request.read(), encoding, limit)
+    except (web.HTTPRequestEntityTooLarge, TooLarge):
+        # Made here, not kept in a local: a local holding the exception would make its traceback a
+        # reference cycle that keeps the inflated bytes alive until a full garbage collection.
+        raise RequestRejected(413, "body_too_large", f"the body is over {limit} bytes (after decompression)",
+                              [{"row": None, "field": "body", "reason": "is too large"}]) from None
+    except (zlib.error, HttpProcessingError, RequestPayloadError) as error:  # not gzip after all, a broken chunk
+        field = "Content-Encoding" if encoding != "identity" else "body"
+        raise RequestRejected(400, "unreadable_body", f"{field}: the body could not be read: {error}",
+                              [{"row": None, "field": field, "reason": "could not be decoded"}]) from None
+    request["record"].body_bytes = len(body)
+    return body
 
 
 def _prediction(output: dict, user) -> dict:
@@ -221,7 +320,7 @@ async def invocations(request: web.Request) -> web.Response:
     """
     service, record = request.app[SERVICE], request["record"]
     # No header: a body of unknown type (RFC 9110), which MLflow answers with 415 and its types.
-    content_type = request.headers.get("Content-Type") or "application/octet-stream"
+    content_type = _content_type(request) or "application/octet-stream"
     if request.content_type == "application/json":
         payload = await _json_body(request)
         users = invocation_users(payload)
@@ -245,48 +344,50 @@ async def invocations(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    champion = request.app[SERVICE].champion
+    """200 when the model answers and the log writer runs. PostgreSQL being down is not a 503 (rows
+    wait in the spill file) but shows in ``log_database``; details are in /metrics and the logs."""
+    champion, writer = request.app[SERVICE].champion, request.app[SERVICE].writer
     identity = champion.identity
-    body = {"status": "healthy" if champion.ready else "unavailable", "model_name": identity.name,
+    ready = champion.ready and writer.alive
+    body = {"status": "healthy" if ready else "unavailable", "model_name": identity.name,
             "model_version": identity.version, "alias": identity.alias, "run_id": identity.run_id,
+            "log_writer": "running" if writer.alive else "stopped",
+            "log_database": "alarm" if writer.alarm else ("up" if writer.database_up else "down"),
             "timestamp": datetime.now(timezone.utc).isoformat()}
-    return json_response(body, 200 if champion.ready else 503)
+    return json_response(body, 200 if ready else 503)
 
 
 def parse_since(text: str | None, now: datetime, field: str = "since") -> datetime:
-    """An ISO 8601 time or a duration back from now (30m, 6h, 7d); absent: the epoch."""
+    """``field`` as a UTC time: ISO 8601 (UTC when it has no offset) or a duration back from
+    ``now`` (30m, 6h, 7d); absent: the epoch. 400 naming ``field`` when it is neither, or falls
+    outside years 1-9999."""
     if not text:
         return datetime(1970, 1, 1, tzinfo=timezone.utc)
-    if match := _DURATION.match(text.strip()):
-        return now - timedelta(**{_UNITS[match[2]]: float(match[1])})
     try:
+        if match := _DURATION.match(text.strip()):
+            return now - timedelta(**{_UNITS[match[2]]: float(match[1])})
         # "+00:00" typed into a URL arrives as " 00:00".
         moment = datetime.fromisoformat(text.strip().replace(" ", "+"))
+        # In UTC: PostgreSQL takes offsets up to 15:59 only, Python up to 23:59.
+        return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
     except ValueError:
-        raise RequestRejected(400, "invalid_input", f"{field}: {text[:100]!r} is neither an ISO 8601 time "
-                              "nor a duration like 30m, 6h, 7d",
-                              [{"row": None, "field": field, "reason": "is not a time or a duration"}]) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        reason = "is not a time or a duration"
+    except OverflowError:
+        reason = "is outside the years 1 to 9999"
+    raise RequestRejected(400, "invalid_input", f"{field}: {text[:100]!r} {reason} (an ISO 8601 time "
+                          "or a duration like 30m, 6h, 7d)", [{"row": None, "field": field, "reason": reason}])
 
 
 async def stats(request: web.Request) -> web.Response:
     since = parse_since(request.query.get("since"), datetime.now(timezone.utc))
-    url = request.app[STATS_DB]
-
-    def query():
-        connection = connect(url)
-        try:
-            return {**prediction_stats(connection, since), **window_extras(connection, since)}
-        finally:
-            connection.close()
-
-    try:
-        body = await asyncio.to_thread(query)
-    except psycopg2.Error as error:
-        raise ScorerUnavailable(f"PostgreSQL is unreachable, so statistics are too: {error}") from None
+    body = await request.app[READS].run(request["record"], _stats_body, since)
     writer = request.app[SERVICE].writer
     body.update({"since": since.isoformat(), "rows_waiting_to_be_written": writer.queued_rows})
     return json_response(body)
+
+
+def _stats_body(connection, since: datetime) -> dict:
+    return {**prediction_stats(connection, since), **window_extras(connection, since)}
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -297,6 +398,14 @@ async def metrics(request: web.Request) -> web.Response:
     m["spilled"].set(writer.rows_spilled)
     m["scorer_up"].set(1 if champion.ready else 0)
     m["scorer_restarts"].set(app[MODELS].stats.restarts)
+    m["log_queue_bytes"].set(writer.queued_bytes)
+    m["log_spill_bytes"].set(writer.spill.pending_bytes())
+    m["log_writer_alive"].set(1 if writer.alive else 0)
+    m["log_writer_restarts"].set(writer.restarts)
+    m["log_writer_errors"].set(writer.errors)
+    m["log_alarm"].set(1 if writer.alarm else 0)
+    m["log_rejected"].set(writer.rows_rejected)
+    m["log_set_aside"].set(writer.spill.lines_set_aside)
     return web.Response(body=generate_latest(app[REGISTRY]), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -331,6 +440,10 @@ def build_app(settings: Settings, service: PredictionService, models: Models,
     app[OPENAPI] = openapi_document()
     app[METRICS] = _metrics(registry)
     app[SERVICE], app[SETTINGS], app[STATS_DB] = service, settings, database_url
+    app[UNAUTHORISED_ROWS] = TokenBucket(settings.unauthorised_rows_per_s, UNAUTHORISED_BURST)
+    app[DRAINING] = asyncio.Event()
+    app[READS] = Reads(database_url, max_concurrent=settings.read_queries_max,
+                       statement_timeout_s=settings.read_statement_timeout_s)
     app.router.add_get("/health", health)
     app.router.add_post("/predict", predict)
     app.router.add_post("/batch_predict", batch_predict)

@@ -36,7 +36,13 @@ class Settings:
     max_batch_users: int = 10_000
     max_body_bytes: int = 8 * 1024 * 1024
     max_in_flight: int = 256                # requests beyond this get 503 at once
+    max_in_flight_bytes: int = 96 * 2**20   # estimated memory of requests in flight, likewise (core.py)
     log_queue_rows: int = 200_000           # rows held in memory before spilling to disk
+    log_queue_bytes: int = 256 * 2**20      # their estimated memory, likewise
+    log_input_max_bytes: int = 16 * 1024    # JSON of one user's stored input (serving/stored_input.py)
+    unauthorised_rows_per_s: float = 1.0    # log rows of 401 answers (burst of 10); the rest only counted
+    read_queries_max: int = 4               # read routes' queries at once (serving/read_queries.py)
+    read_statement_timeout_s: float = 10.0  # one read query, at most (then 503 query_timeout)
     log_level: str = ""                     # empty: quiet (serving/logging_setup.py); DEBUG, INFO ...: all loggers
     spark_master: str = ""                  # batch_score engine=spark; empty: local[*] or spark-submit's
     api_key: str = field(default="", repr=False)
@@ -73,7 +79,13 @@ class Settings:
             max_batch_users=int(get("MAX_BATCH_USERS", cls.max_batch_users)),
             max_body_bytes=int(get("MAX_BODY_BYTES", cls.max_body_bytes)),
             max_in_flight=int(get("MAX_IN_FLIGHT", cls.max_in_flight)),
+            max_in_flight_bytes=int(get("MAX_IN_FLIGHT_BYTES", cls.max_in_flight_bytes)),
             log_queue_rows=int(get("LOG_QUEUE_ROWS", cls.log_queue_rows)),
+            log_queue_bytes=int(get("LOG_QUEUE_BYTES", cls.log_queue_bytes)),
+            log_input_max_bytes=int(get("LOG_INPUT_MAX_BYTES", cls.log_input_max_bytes)),
+            unauthorised_rows_per_s=float(get("UNAUTHORISED_ROWS_PER_S", cls.unauthorised_rows_per_s)),
+            read_queries_max=int(get("READ_QUERIES_MAX", cls.read_queries_max)),
+            read_statement_timeout_s=float(get("READ_STATEMENT_TIMEOUT_S", cls.read_statement_timeout_s)),
             log_level=get("LOG_LEVEL", ""),
             spark_master=get("SPARK_MASTER", cls.spark_master),
             api_key=get("API_KEY", ""),

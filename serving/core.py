@@ -17,16 +17,23 @@ from typing import Any
 
 import orjson
 
-from revenue_model.contract import EVENT_COLUMNS, OUTPUT_COLUMNS, STRING_COLUMNS
+from revenue_model.contract import EVENT_COLUMNS, MAX_STRING_LENGTH, OUTPUT_COLUMNS, STRING_COLUMNS
 from revenue_model.validation import InvalidUsers, validate_columns
-from serving.log_writer import LogWriter
+from serving.log_writer import ROW_BYTES, LogWriter
 from serving.model_identity import ModelIdentity
 from serving.scorer import to_scorer_columns
 from serving.served_model import ServedModel
+from serving.stored_input import CONTRACT_FIELDS, INPUT_BYTES_PER_JSON_BYTE, MARKER, cost, json_size, stored_input
+
+# The most JSON a user's stored input takes (LOG_INPUT_MAX_BYTES): a valid user with only the
+# contract's fields is always under it (7 strings of 200 characters, each at most 6 bytes escaped).
+MAX_INPUT_BYTES = 16 * 1024
 
 
 class RequestRejected(Exception):
     """A client's mistake: ``status`` (4xx), a short ``error`` code, a message, maybe problems."""
+
+    retry_after: int | None = None  # seconds, for a 503 worth retrying (serving.read_queries)
 
     def __init__(self, status: int, error: str, message: str, problems: list[dict] | None = None):
         super().__init__(message)
@@ -60,10 +67,30 @@ class RequestRecord:
     error: str | None = None
     user_errors: dict[int, str] = field(default_factory=dict)
     raw_body: str | None = None      # when the body had no users to speak of
+    body_bytes: int = 0              # the body's size after decompression
     identity: ModelIdentity | None = None  # the version that answered (or was asked); None: no call made
 
     def latency_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
+
+
+# JSON values a body may hold per user allowed in a batch: a 10,000-user batch of the contract's
+# fields holds about 11 per user. Counted before parsing: 8 MB of tiny values parse into hundreds of
+# MB of objects and take seconds of the event loop.
+VALUES_PER_USER = 32
+# Memory of a request in flight, estimated per byte of body and per JSON value. Measured: RSS rose by
+# about twice MAX_IN_FLIGHT_BYTES under floods of 8 MB bodies with 3 per byte (aiohttp's buffer and its
+# copy, the parsed body, its JSON measured for the log, and what malloc keeps), by about once with 6.
+BODY_COST = 4
+VALUE_COST = 128
+
+
+def count_json_values(body: bytes) -> int:
+    """An upper bound on the array items and object fields in a JSON body, from its separators
+    (a comma inside a string counts too); a short body is not looked at: a value takes 2 bytes."""
+    if len(body) <= 65536:
+        return len(body) // 2 + 1
+    return body.count(b",") + body.count(b"{") + body.count(b"[") + 1
 
 
 def parse_json(body: bytes) -> Any:
@@ -112,6 +139,10 @@ def invocation_users(payload: Any) -> list | None:
         split = payload["dataframe_split"]
         columns, data = split.get("columns"), split.get("data")
         if isinstance(columns, list) and isinstance(data, list):
+            if not all(isinstance(c, str) for c in columns):
+                raise RequestRejected(400, "invalid_input", "dataframe_split.columns must be a list of strings",
+                                      [{"row": None, "field": "dataframe_split.columns",
+                                        "reason": "not all strings"}])
             return [dict(zip(columns, row)) if isinstance(row, list) else row for row in data]
     for key in ("dataframe_records", "instances", "inputs"):
         value = payload.get(key)
@@ -124,24 +155,44 @@ def invocation_users(payload: Any) -> list | None:
 
 class PredictionService:
     def __init__(self, champion: ServedModel, writer: LogWriter, *, max_in_flight: int, max_users: int,
-                 shadow=None):
+                 shadow=None, max_input_bytes: int = MAX_INPUT_BYTES, max_in_flight_bytes: int = 96 * 2**20):
         """``champion``: the model answering now (replaced by the follower on a swap); ``shadow``: a
         ShadowScorer offered every answered request, or None."""
         self.champion = champion
         self.writer = writer
         self.max_in_flight = max_in_flight
+        self.max_in_flight_bytes = max_in_flight_bytes
         self.max_users = max_users
+        self.max_input_bytes = max_input_bytes
         self.shadow = shadow
         self.in_flight = 0
+        self.in_flight_bytes = 0
 
     @property
     def identity(self) -> ModelIdentity:
         """The version serving now (a request's own is ``RequestRecord.identity``)."""
         return self.champion.identity
 
-    def admit(self) -> None:
+    def admit(self, nbytes: int) -> None:
+        """Take a request estimated to need ``nbytes`` of memory, or raise Overloaded: past
+        ``max_in_flight`` requests, or ``max_in_flight_bytes`` of estimates (one request is always
+        taken when none is in flight). Each admitted request is ``release``d with its estimate."""
         if self.in_flight >= self.max_in_flight:
             raise Overloaded(f"{self.in_flight} requests in flight")
+        if self.in_flight and self.in_flight_bytes + nbytes > self.max_in_flight_bytes:
+            raise Overloaded(f"{self.in_flight_bytes + nbytes} bytes in flight")
+        self.in_flight += 1
+        self.in_flight_bytes += nbytes
+
+    def grow(self, nbytes: int) -> None:
+        """Add to an admitted request's estimate (once its body is read), or raise Overloaded."""
+        if self.in_flight > 1 and self.in_flight_bytes + nbytes > self.max_in_flight_bytes:
+            raise Overloaded(f"{self.in_flight_bytes + nbytes} bytes in flight")
+        self.in_flight_bytes += nbytes
+
+    def release(self, nbytes: int) -> None:
+        self.in_flight -= 1
+        self.in_flight_bytes -= nbytes
 
     def validate(self, record: RequestRecord, users: list) -> dict:
         """Validated columns of users, or RequestRejected: 413 over ``max_users`` (logged as one
@@ -180,28 +231,60 @@ class PredictionService:
 
     def record(self, record: RequestRecord, status: int) -> None:
         identity = record.identity or self.identity
-        self.writer.submit(log_rows(record, status, record.latency_ms(), identity))
+        inputs, input_bytes = stored_inputs(record, self.max_input_bytes)
+        rows = log_rows(record, status, record.latency_ms(), identity, inputs)
+        self.writer.submit(rows, len(rows) * ROW_BYTES + input_bytes)
         if self.shadow is not None:
             self.shadow.offer(record, status, identity)
 
 
-def log_rows(record: RequestRecord, status: int, latency_ms: float, identity: ModelIdentity, *,
-             role: str = "champion") -> list[tuple]:
+def stored_inputs(record: RequestRecord, max_bytes: int = MAX_INPUT_BYTES) -> tuple[list, int]:
+    """What the log keeps of each user as sent (serving.stored_input), one per row, and their
+    estimated memory in bytes.
+
+    A validated user with only the contract's fields is kept without a look: the validator bounds
+    it, and the body it came in bounds the memory of all of them (a 10,000-user batch pays nothing).
+    """
+    if not record.users:
+        if record.raw_body is None:
+            return [None], 0
+        text, size = record.raw_body, json_size(record.raw_body)
+        if size <= max_bytes - 64:
+            return [{"body": text}], cost(size, 2)
+        return [{"body": text[:max(0, max_bytes - 1024) // 6], MARKER: {"json_bytes": size}}], cost(max_bytes, 4)
+    validated = record.columns is not None
+    inputs, input_bytes, plain = [], 0, False
+    for user in record.users:
+        if validated and type(user) is dict and user.keys() <= CONTRACT_FIELDS:
+            inputs.append(user)
+            plain = True
+        else:
+            kept, nbytes = stored_input(user, max_bytes)
+            inputs.append(kept)
+            input_bytes += nbytes
+    if plain:
+        input_bytes += INPUT_BYTES_PER_JSON_BYTE * (record.body_bytes or len(record.users) * 1024)
+    return inputs, input_bytes
+
+
+def log_rows(record: RequestRecord, status: int, latency_ms: float, identity: ModelIdentity,
+             inputs: list | None = None, *, role: str = "champion") -> list[tuple]:
     """One row per user (serving.db.log_rows.ROW_COLUMNS order); one row when there were no users.
+    ``inputs``: what to store of each user as sent (default: ``stored_inputs(record)``).
 
     Built column by column: value by value, a 10,000-user batch took 65 ms of the event loop, not 20.
     """
     users = record.users if record.users else [None]
+    if inputs is None:
+        inputs = stored_inputs(record)[0]
     fields = _fields(record, users)
     outputs = (record.outputs or [])[:len(users)]
     outputs += [{}] * (len(users) - len(outputs))
     scores = [_numbers([output.get(c) for output in outputs]) for c in OUTPUT_COLUMNS]
     typed = zip(fields["user_id"], zip(*(fields[c] for c in _ROW_FIELDS), *scores))
     rows = []
-    for i, (user, (user_id, values)) in enumerate(zip(users, typed)):
+    for i, (input_data, (user_id, values)) in enumerate(zip(inputs, typed)):
         error = (record.user_errors.get(i) or record.error) if status != 200 else None
-        input_data = user if user is not None else (
-            {"body": record.raw_body} if record.raw_body is not None else None)
         rows.append((f"{record.attempt_id}:{i}", record.timestamp, record.request_id, i, role, user_id,
                      record.route, status, error, identity.name, identity.version,
                      *values, record.inference_ms, latency_ms, input_data))
@@ -219,7 +302,9 @@ def _fields(record: RequestRecord, users: list) -> dict[str, list]:
         return {c: [None if v != v else v for v in record.columns[c].tolist()]  # NaN is missing
                 for c in STRING_COLUMNS + EVENT_COLUMNS}
     sent = [user if isinstance(user, dict) else {} for user in users]
-    out = {c: [v if isinstance(v := user.get(c), str) else None for user in sent] for c in STRING_COLUMNS}
+    # Unvalidated strings may be any length: one character over the contract's limit shows that they were.
+    out = {c: [v[:MAX_STRING_LENGTH + 1] if isinstance(v := user.get(c), str) else None for user in sent]
+           for c in STRING_COLUMNS}
     out.update({c: _numbers([user.get(c) for user in sent]) for c in EVENT_COLUMNS})
     return out
 

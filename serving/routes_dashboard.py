@@ -7,20 +7,16 @@ types in when the service has one. So the page and its files are open, the data 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import psycopg2
 from aiohttp import web
 
 from serving import app as web_app  # used at call time only: app.py registers these routes
 from serving.core import RequestRejected
 from serving.db import dashboard as queries
-from serving.db.connection import connect
-from serving.scorer import ScorerUnavailable
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGE = "/dashboard"
@@ -100,19 +96,8 @@ async def timeseries(request: web.Request) -> web.Response:
     until = _moment(request, "until", None, now)
     step = parse_step(request.query.get("step"), until - since)
     first = window(since, until, step)
-    url = request.app[web_app.STATS_DB]
-
-    def read():
-        connection = connect(url)
-        try:
-            return queries.timeseries(connection, first, until, step, sorted(web_app.PREDICTION_ROUTES))
-        finally:
-            connection.close()
-
-    try:
-        buckets = await asyncio.to_thread(read)
-    except psycopg2.Error as error:  # answered 503, as /stats is
-        raise ScorerUnavailable(f"PostgreSQL is unreachable, so statistics are too: {error}") from None
+    buckets = await request.app[web_app.READS].run(request["record"], queries.timeseries, first, until, step,
+                                                   sorted(web_app.PREDICTION_ROUTES))
     return web_app.json_response({"since": first.isoformat(), "until": until.isoformat(),
                           "step_s": step.total_seconds(), "buckets": buckets})
 

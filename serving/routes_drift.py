@@ -18,14 +18,11 @@ import contextlib
 import re
 from datetime import datetime, timedelta, timezone
 
-import psycopg2
-import psycopg2.errors
 from aiohttp import web
 
 from revenue_model.drift import MIN_ROWS, drift_report, grouped_counts
-from serving.app import REGISTRY, SERVICE, SETTINGS, STATS_DB, json_response, parse_since
+from serving.app import READS, REGISTRY, SERVICE, SETTINGS, json_response, parse_since
 from serving.core import RequestRejected
-from serving.db.connection import connect
 from serving.db.drift import NUMERIC_COLUMNS, window_counts
 from serving.drift_monitor import DriftGauges, refresh_forever
 from serving.drift_references import NoReference, Reference, ReferenceUnavailable, References
@@ -60,7 +57,7 @@ async def drift(request: web.Request) -> web.Response:
     if query.get("model_version") and not _VERSION.match(version):
         raise _invalid("model_version", "must be a registry version number (1 to 18 digits)")
     try:
-        reference, report = await measure(app, version, since, until, min_rows)
+        reference, report = await measure(app, version, since, until, min_rows, request["record"])
     except DriftUnavailable as error:
         return json_response({**error.body(), "request_id": request["record"].request_id}, 503,
                              {"Retry-After": "5"})
@@ -69,30 +66,20 @@ async def drift(request: web.Request) -> web.Response:
 
 
 async def measure(app: web.Application, version: str, since: datetime, until: datetime,
-                  min_rows: int = MIN_ROWS) -> tuple[Reference, dict]:
-    """(the version's reference, GET /drift's report without model_version) for [since, until)."""
+                  min_rows: int = MIN_ROWS, record=None) -> tuple[Reference, dict]:
+    """(the version's reference, GET /drift's report without model_version) for [since, until).
+    ``record``: the request's (None for the gauges' refresh). PostgreSQL's failures are
+    serving.read_queries' 503s (``query_timeout``, ``database_unavailable``)."""
     reference = await _reference(app, version)
-    settings, url = app[SETTINGS], app[STATS_DB]
     edges = {c: reference.profile["columns"][c]["edges"] for c in NUMERIC_COLUMNS}
-
-    def count() -> dict:
-        connection = connect(url, statement_timeout_ms=int(settings.drift_query_timeout_s * 1000),
-                             application_name="revenue-service-drift")
-        try:
-            return window_counts(connection, model_version=version, since=since, until=until, edges=edges)
-        finally:
-            connection.close()
-
-    try:
-        groups = await asyncio.to_thread(count)
-    except psycopg2.errors.QueryCanceled:
-        raise DriftUnavailable(503, "query_timeout", f"counting the window {since.isoformat()} .. "
-                               f"{until.isoformat()} took over DRIFT_QUERY_TIMEOUT_S="
-                               f"{settings.drift_query_timeout_s:g} s: ask for a shorter window") from None
-    except psycopg2.Error as error:
-        raise DriftUnavailable(503, "database_unavailable",
-                               f"PostgreSQL is unreachable, so drift is too: {str(error).strip()}") from None
+    groups = await app[READS].run(record, _count, version, since, until, edges,
+                                  statement_timeout_s=app[SETTINGS].drift_query_timeout_s,
+                                  setting="DRIFT_QUERY_TIMEOUT_S")
     return reference, drift_report(reference.profile, grouped_counts(reference.profile, groups), min_rows)
+
+
+def _count(connection, version: str, since: datetime, until: datetime, edges: dict) -> dict:
+    return window_counts(connection, model_version=version, since=since, until=until, edges=edges)
 
 
 async def _reference(app: web.Application, version: str) -> Reference:

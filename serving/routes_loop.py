@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 from datetime import date, datetime, timezone
@@ -22,7 +23,7 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge
 
 from revenue_model.labels import InvalidLabels, validate_labels
-from serving.app import OPENAPI, REGISTRY, SETTINGS, STATS_DB, _json_body, _keep_body, json_response, parse_since
+from serving.app import OPENAPI, READS, REGISTRY, SETTINGS, STATS_DB, _json_body, _keep_body, json_response, parse_since
 from serving.core import RequestRejected
 from serving.db import outcomes
 from serving.db.connection import connect
@@ -121,9 +122,9 @@ async def get_performance(request: web.Request) -> web.Response:
         raise _bad("by", f"must be one of {', '.join(BY)}", f"by: {by[:100]!r} is not one of {', '.join(BY)}")
     min_labelled = _count(query.get("min_labelled"), "min_labelled", MIN_LABELLED)
     pair = compared_versions(request)  # champion and shadow, judged on the same users (routes_models)
+    body = await request.app[READS].run(request["record"], functools.partial(
+        read_performance, since=since, until=until, by=by, min_labelled=min_labelled, today=now.date()))
     try:
-        body = await asyncio.to_thread(performance, request.app[STATS_DB], since=since, until=until, by=by,
-                                       min_labelled=min_labelled, today=now.date())
         body["same_users"] = await asyncio.to_thread(
             same_users_performance, request.app[STATS_DB], pair, since=since, until=until, by=by,
             min_labelled=min_labelled) if pair else None
@@ -133,16 +134,21 @@ async def get_performance(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-def performance(url: str, *, since: datetime, until: datetime | None, by: str | None, min_labelled: int,
-                today: date, refresh: bool = True) -> dict:
-    """GET /performance's body: refresh the rollup by up to READ_BATCH_ROWS rows and labels
-    (``refresh``), then read it."""
+def performance(url: str, **kwargs) -> dict:
+    """GET /performance's body read on a connection of its own (benchmarks/performance_at_scale.py)."""
     connection = connect(url)
     try:
-        refreshed = outcomes.refresh(connection, batch_rows=READ_BATCH_ROWS) if refresh else None
-        rows = performance_rows(connection, since=since, until=until, by=by, today=today, min_labelled=min_labelled)
+        return read_performance(connection, **kwargs)
     finally:
         connection.close()
+
+
+def read_performance(connection, *, since: datetime, until: datetime | None, by: str | None, min_labelled: int,
+                     today: date, refresh: bool = True) -> dict:
+    """GET /performance's body: refresh the rollup by up to READ_BATCH_ROWS rows and labels
+    (``refresh``), then read it."""
+    refreshed = outcomes.refresh(connection, batch_rows=READ_BATCH_ROWS) if refresh else None
+    rows = performance_rows(connection, since=since, until=until, by=by, today=today, min_labelled=min_labelled)
     return {"groups": performance_groups(rows, by, min_labelled), "by": by, "since": since.isoformat(),
             "until": until.isoformat() if until else None, "min_labelled": min_labelled,
             # Log rows and labels not read into the rollup yet (null: a refresh was busy).

@@ -88,6 +88,9 @@ class Health(BaseModel):
     model_version: str
     alias: str
     run_id: str
+    log_writer: str = Field(description="running or stopped (then the status is 503)")
+    log_database: str = Field(description="up, down (rows wait in the spill file) or alarm (PostgreSQL "
+                              "refuses the log: rows wait in the spill file)")
     timestamp: str
 
 

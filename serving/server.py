@@ -26,18 +26,23 @@ from aiohttp import web
 
 from serving.db.connection import connect, start_embedded
 from serving.db.schema import SchemaMismatch, migrate
-from serving.app import build_app
+from serving.app import DRAINING, build_app
 from serving.config import Settings
 from serving.core import PredictionService
 from serving.log_writer import LogWriter
 from serving.model_follower import ModelFollower, Models
 from serving.model_identity import resolve_model
 from serving.scorer_process import ScorerProcess
+from serving.shutdown import drain
 from serving.scorer_supervisor import ScorerStats
 from serving.served_model import ServedModel
 from serving.shadow import ShadowScorer
 
 log = logging.getLogger("serving")
+# Stopping: requests in flight get SCORER_TIMEOUT_S + DRAIN_MARGIN_S to be answered (serving/shutdown.py),
+# then runner.cleanup waits CLEANUP_TIMEOUT_S more for whatever is left before cancelling it.
+DRAIN_MARGIN_S = 5.0
+CLEANUP_TIMEOUT_S = 2.0
 
 
 def run(settings: Settings, scorer: ScorerProcess, stop_requested: threading.Event, *,
@@ -105,7 +110,8 @@ async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threa
     log.info("model: %s version %s (%s), downloaded in %.1f s", identity.name or identity.uri, identity.version,
              settings.model_uri, model_s)
     await asyncio.to_thread(prepare_database, url)
-    writer = LogWriter(url, settings.spill_dir, max_rows=settings.log_queue_rows).start()
+    writer = LogWriter(url, settings.spill_dir, max_rows=settings.log_queue_rows,
+                       max_bytes=settings.log_queue_bytes).start()
 
     stats = ScorerStats()
     champion = ServedModel(identity, scorer, settings, stats=stats)
@@ -122,10 +128,14 @@ async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threa
         await champion.start()  # its failures (RuntimeErrors naming the scorer) get a hint in __main__
         log.info("scorer: MLflow's scoring server answers, %.1f s after start", time.monotonic() - started_at)
         service = PredictionService(champion, writer, max_in_flight=settings.max_in_flight,
-                                    max_users=settings.max_batch_users, shadow=models.shadow_scorer)
+                                    max_users=settings.max_batch_users, shadow=models.shadow_scorer,
+                                    max_input_bytes=settings.log_input_max_bytes,
+                                    max_in_flight_bytes=settings.max_in_flight_bytes)
         models.champion.on_switch = lambda served: setattr(service, "champion", served)
-        runner = web.AppRunner(build_app(settings, service, models, url), handle_signals=False,
-                               shutdown_timeout=30, access_log=None)
+        app = build_app(settings, service, models, url)
+        # shutdown_timeout: what runner.cleanup still waits after drain() (below) gave up on a request.
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=CLEANUP_TIMEOUT_S, access_log=None,
+                               auto_decompress=False)  # bounded inflation in app._read_body (serving/inflate.py)
         await runner.setup()
         # Everything loaded so far lives as long as the process: out of every garbage collection
         # (a full collection over MLflow's and aiohttp's objects took 90 ms, stalling requests).
@@ -142,7 +152,8 @@ async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threa
         log.info("stopping: finishing requests in flight")
     finally:
         if runner is not None:
-            await runner.cleanup()  # stops listening, then waits for handlers in flight
+            # Stops listening, answers the requests in flight (the scorer's timeout bounds each), closes the rest.
+            await drain(runner, app[DRAINING], settings.scorer_timeout_s + DRAIN_MARGIN_S)
         if models.shadow_scorer is not None:
             await models.shadow_scorer.stop()
         for follower in models.followers():

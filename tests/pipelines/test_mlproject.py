@@ -60,13 +60,23 @@ def story(tmp_path_factory):
     chapters["champion_1"] = store.alias("champion")
     chapters["train_2"] = ok(store.run("train", data_path=data, seed=1, max_rounds=1,
                                        learning_rate=0.001, candidates="ziln"))
-    chapters["promote_2"] = store.run("promote", data_path=data)
+    # v2 was trained on `data`: as a holdout it is refused before any scoring.
+    chapters["promote_overlap"] = store.run("promote", data_path=data)
+    # force lifts the refusal tag that left, so the comparison itself refuses v2.
+    chapters["promote_2"] = store.run("promote", data_path=holdout, force="true")
     chapters["champion_2"] = store.alias("champion")
     chapters["train_3"] = ok(store.run("train", data_path=other, seed=2, candidates="ziln"))
     chapters["promote_3"] = ok(store.run("promote", data_path=holdout, min_gain=-1.0))
     chapters["champion_3"] = store.alias("champion")
     chapters["rollback"] = ok(store.run("rollback"))
     chapters["champion_4"] = store.alias("champion")
+    chapters["after_rollback"] = {v: store.client.get_model_version(NAME, v) for v in ("1", "3")}
+    chapters["promote_after_rollback"] = store.run("promote")  # no challenger left
+    store.client.set_registered_model_alias(NAME, "challenger", "3")  # a person points it back
+    chapters["promote_rolled_back"] = store.run("promote", data_path=holdout, min_gain=-1.0)
+    chapters["champion_5"] = store.alias("champion")
+    chapters["promote_forced"] = ok(store.run("promote", data_path=holdout, min_gain=-1.0, force="true"))
+    chapters["champion_6"] = store.alias("champion")
     return store, chapters
 
 
@@ -127,9 +137,29 @@ def test_a_promotion_archives_the_old_champion_and_remembers_it(story):
 def test_rollback_restores_the_previous_champion(story):
     store, chapters = story
     assert str(chapters["champion_4"].version) == "1"
-    assert store.client.get_model_version(NAME, "1").current_stage == "Production"
-    assert store.client.get_model_version(NAME, "3").current_stage == "Archived"
-    assert "rolled_back_at" in store.client.get_model_version(NAME, "3").tags
+    versions = chapters["after_rollback"]
+    assert versions["1"].current_stage == "Production"
+    assert versions["3"].current_stage == "Archived"
+    assert "rolled_back_at" in versions["3"].tags
+    assert "challenger" not in versions["3"].aliases  # else the next promote would undo the rollback
+
+
+def test_a_holdout_sharing_users_with_the_training_data_is_refused(story):
+    store, chapters = story
+    result = chapters["promote_overlap"]
+    assert result.returncode != 0 and "REFUSED" in result.stdout, result.stdout[-2000:]
+    assert "training or dev split" in result.stdout
+    assert "scoring challenger" not in result.stdout  # refused before any scoring
+
+
+def test_a_rolled_back_version_is_promoted_again_only_when_forced(story):
+    store, chapters = story
+    assert chapters["promote_after_rollback"].returncode != 0
+    assert "no version has alias @challenger" in chapters["promote_after_rollback"].stdout
+    refused = chapters["promote_rolled_back"]
+    assert refused.returncode != 0 and "was rolled back" in refused.stdout, refused.stdout[-2000:]
+    assert str(chapters["champion_5"].version) == "1"
+    assert str(chapters["champion_6"].version) == "3"  # -P force=true
 
 
 def test_the_champion_predicts_in_a_fresh_process(story, tmp_path):

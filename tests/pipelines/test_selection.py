@@ -24,6 +24,7 @@ def test_without_servable_candidates_there_is_no_winner():
 
 @pytest.mark.parametrize("challenger, champion, min_gain, wins", [
     (m(0.5), None, 0.0, True),
+    (m(0.9, total=1.3), None, 0.0, False),  # the total check applies with no champion (it was skipped)
     (m(0.81), m(0.80), 0.0, True),
     (m(0.80), m(0.80), 0.0, True),
     (m(0.805), m(0.80), 0.01, False),

@@ -57,6 +57,59 @@ def test_a_request_without_users_logs_one_row_with_its_body():
     assert (row["user_index"], row["input_data"], row["error"]) == (0, {"body": "{not json"}, "the body is not valid JSON")
 
 
+def _batch(n: int, extra: dict | None = None) -> bytes:
+    import orjson
+
+    return orjson.dumps({"users": [{"country": ["es", "pe", "us"][i % 3], "country_region": f"region {i % 97}",
+                                    "source": f"network {i % 13}", "platform": "iOS" if i % 2 else "android",
+                                    "device_family": "Apple iPhone", "os_version": f"{i % 17}.{i % 5}",
+                                    "event_1": i % 300, "event_2": (i % 70) / 3, "event_3": None if i % 4 else 1.5,
+                                    "user_id": f"user-{i}", **(extra or {})} for i in range(n)]})
+
+
+def _queued_memory(body: bytes, status: int) -> tuple[int, int]:
+    """(bytes the log rows of a request keep alive, measured with tracemalloc; bytes charged for them)."""
+    import gc
+    import tracemalloc
+
+    import orjson
+
+    from revenue_model.validation import InvalidUsers
+    from serving.core import stored_inputs
+    from serving.log_writer import ROW_BYTES
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        record = RequestRecord("0123456789abcdef0123456789abcdef", "/batch_predict")
+        record.users, record.body_bytes = orjson.loads(body)["users"], len(body)
+        try:
+            record.columns = validate_columns(record.users)
+        except InvalidUsers:
+            pass
+        if status == 200:
+            record.outputs = [{"predicted_revenue": i / 7, "payer_probability": i / 1e5, "revenue_p10": 0.0,
+                               "revenue_p90": i / 3} for i in range(len(record.users))]
+            record.inference_ms = 2.0
+        inputs, input_bytes = stored_inputs(record)
+        rows = log_rows(record, status, 12.5, IDENTITY, inputs)
+        charged = len(rows) * ROW_BYTES + input_bytes
+        del record, inputs
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    del rows
+    return kept, charged
+
+
+def test_the_log_queue_is_charged_at_least_the_memory_a_requests_rows_keep():
+    for body, status in [(_batch(2000), 200), (_batch(500, {"campaign": "c" * 50, "tags": ["a", "b"]}), 200),
+                         (_batch(500, {"event_1": -1}), 400), (_batch(20, {"blob": "x" * 100_000}), 200)]:
+        kept, charged = _queued_memory(body, status)
+        assert kept <= charged, (len(body), status, kept, charged)
+
+
 def test_each_attempt_of_a_request_id_is_keyed_by_the_server():
     """A client retrying with one X-Request-Id (an idempotency key) must not collide with itself."""
     first, second = RequestRecord("retried", "/predict"), RequestRecord("retried", "/predict")
