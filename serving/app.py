@@ -19,7 +19,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from revenue_model.contract import OUTPUT_COLUMNS
 from serving.db.connection import connect
-from serving.db.dashboard import window_extras
 from serving.db.stats import prediction_stats
 from serving.config import Settings
 from serving.core import (
@@ -281,7 +280,7 @@ async def stats(request: web.Request) -> web.Response:
     def query():
         connection = connect(url)
         try:
-            return {**prediction_stats(connection, since), **window_extras(connection, since)}
+            return prediction_stats(connection, since)
         finally:
             connection.close()
 
@@ -350,5 +349,7 @@ def build_app(settings: Settings, service: PredictionService, supervisor: Scorer
     add_drift_routes(app)  # GET /drift, the drift gauges
     from serving.routes_loop import add_loop_routes  # it imports this module's helpers
     add_loop_routes(app)
+    from serving import log_upkeep
+    log_upkeep.register(app, database_url, settings.stats_refresh_s, settings.log_retention_days)
     return app
 
