@@ -34,6 +34,10 @@ _ARROW_TYPES = {"string": pa.string(), "double": pa.float64(), "float": pa.float
                 "long": pa.int64(), "integer": pa.int32(), "boolean": pa.bool_()}
 
 
+# The pyfunc's metadata says "number" where a signature says "double".
+_METADATA_TYPES = {"number": "double"}
+
+
 class BatchInputError(ValueError):
     """The input cannot be scored as it is; the message names the file, column or row."""
 
@@ -46,13 +50,22 @@ class ModelColumns:
     outputs: tuple[str, ...]
 
     @classmethod
-    def from_signature(cls, signature) -> "ModelColumns":
+    def from_model(cls, model) -> "ModelColumns":
+        """From an MLmodel: the pyfunc describes its inputs in metadata (it has no input schema,
+        docs/model.md); a model with an input schema is read from its signature."""
+        signature = model.signature
         if signature is None or signature.outputs is None:
-            raise BatchInputError("the model has no signature: batch scoring needs its input and "
-                                  "output columns")
-        specs = signature.inputs.inputs
-        return cls(inputs={s.name: getattr(s.type, "name", str(s.type)) for s in specs},
-                   required=tuple(s.name for s in specs if s.required),
+            raise BatchInputError("the model has no signature: batch scoring needs its output columns")
+        if signature.inputs is not None:
+            specs = [{"name": s.name, "type": getattr(s.type, "name", str(s.type)), "required": s.required}
+                     for s in signature.inputs.inputs]
+        else:
+            specs = (model.metadata or {}).get("inputs") or []
+        if not specs:
+            raise BatchInputError("the model describes no input columns (neither an input schema nor "
+                                  "metadata 'inputs')")
+        return cls(inputs={s["name"]: _METADATA_TYPES.get(s["type"], s["type"]) for s in specs},
+                   required=tuple(s["name"] for s in specs if s["required"]),
                    outputs=tuple(signature.outputs.input_names()))
 
 

@@ -135,7 +135,7 @@ def batch_score(input_path: str | Path, output_path: str | Path, *,
     with tempfile.TemporaryDirectory(prefix="batch-score-") as directory:
         identity = resolve_model(model_uri, Path(directory) / "model")
         model_path = Path(directory) / "model"
-        model = ModelColumns.from_signature(Model.load(str(model_path / "MLmodel")).signature)
+        model = ModelColumns.from_model(Model.load(str(model_path / "MLmodel")))
         version = identity.version or identity.uri
         if engine == "local":
             cores = os.cpu_count() or 1

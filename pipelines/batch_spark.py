@@ -21,7 +21,6 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
-from pyspark.sql.types import DoubleType, FloatType, NumericType
 
 from pipelines import batch_io
 from pipelines.batch_io import VERSION_COLUMN, ModelColumns
@@ -84,20 +83,9 @@ def partition_count(partitions: str, cores: int) -> int | None:
 
 
 def model_inputs(frame: DataFrame, model: ModelColumns) -> list:
-    """The model's columns of ``frame``, whole numbers cast where the model reads decimals.
-
-    MLflow's schema check refuses an integer column for a double one, as in the local engine.
-    """
-    columns = []
-    for field in frame.schema.fields:
-        if field.name not in model.inputs:
-            continue
-        column = frame[field.name]
-        if model.inputs[field.name] in ("double", "float") and isinstance(field.dataType, NumericType) \
-                and not isinstance(field.dataType, (DoubleType, FloatType)):
-            column = column.cast("double")
-        columns.append(column.alias(field.name))
-    return columns
+    """The model's columns of ``frame``, as they are (the model's own validator reads integer
+    and decimal events alike); other columns are not sent to the Python workers."""
+    return [frame[f.name].alias(f.name) for f in frame.schema.fields if f.name in model.inputs]
 
 
 def read_input(spark: SparkSession, path: str, model: ModelColumns) -> DataFrame:

@@ -33,7 +33,6 @@ _SHOWN_PROBLEMS = 10
 # One per scoring process: where the model is, LightGBM's threads, then the loaded pyfunc.
 _settings: tuple[str, int] | None = None
 _model = None
-_double_columns: tuple[str, ...] = ()
 _output_columns: list[str] | None = None
 
 
@@ -73,16 +72,13 @@ def configure(model_path: str, threads: int) -> None:
 
 def load(model_path: str, threads: int) -> None:
     """Load the model in this process; ``threads`` is LightGBM's thread count."""
-    global _model, _double_columns, _output_columns
+    global _model, _output_columns
     import mlflow.pyfunc
 
     os.environ[_THREADS_ENV] = str(threads)
     _model = mlflow.pyfunc.load_model(model_path)
     check_own_code(model_path)
     signature = _model.metadata.signature
-    _double_columns = tuple(
-        spec.name for spec in (signature.inputs.inputs if signature else ())
-        if getattr(spec.type, "name", "") in ("double", "float"))
     _output_columns = signature.outputs.input_names() if signature and signature.outputs else None
 
 
@@ -93,11 +89,6 @@ def score(batch: pa.RecordBatch, first_row: int) -> np.ndarray:
     # Strings stay Arrow strings, which the model's validator reads as they are: with Python
     # strings, to_pandas took 0.22 s for 50,000 rows instead of 0.02 s (loaded machine).
     frame = batch.to_pandas(types_mapper=_ARROW_STRINGS.get)
-    # A double column of whole numbers (Parquet int64, a CSV of counts) is the same numbers:
-    # MLflow's schema check refuses int64 for double, so cast exactly as evaluate does.
-    ints = {c: np.float64 for c in _double_columns if c in frame and frame[c].dtype.kind in "iu"}
-    if ints:
-        frame = frame.astype(ints)
     try:
         out = _model.predict(frame)
     except Exception as exc:

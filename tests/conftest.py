@@ -61,16 +61,33 @@ def postgres(tmp_path_factory):
     server.cleanup()
 
 
-@pytest.fixture
-def fresh_database(postgres):
-    """A new, empty database in the session's PostgreSQL; its URL."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
+def new_database(postgres: str, prefix: str = "t") -> str:
+    """Creates a new, empty database in the PostgreSQL at ``postgres``; its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = psycopg2.connect(postgres)
     admin.autocommit = True
     with admin.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE {name}")
     admin.close()
     return postgres.replace("/postgres?", f"/{name}?", 1)
+
+
+@pytest.fixture
+def fresh_database(postgres):
+    """A new, empty database in the session's PostgreSQL; its URL."""
+    return new_database(postgres)
+
+
+@pytest.fixture
+def migrated_database(fresh_database):
+    """A connection to a new database holding the service's schema."""
+    from serving.db.connection import connect
+    from serving.db.schema import migrate
+
+    connection = connect(fresh_database)
+    migrate(connection)
+    yield connection
+    connection.close()
 
 
 # Appended to predictor.py in a copy of the package: a change nobody could miss in the numbers.

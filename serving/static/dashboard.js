@@ -66,14 +66,19 @@
     }
     let body = null;
     try { body = await response.json(); } catch (error) { /* not JSON: the status says enough */ }
-    if (response.status === 404) absentSince[route] = Date.now(); else delete absentSince[route];
+    // Only a route this service lacks is asked again later; a 404 of a route that exists (GET /drift's
+    // no_reference) says something about the data and is shown.
+    if (routeAbsent(response.status, body)) absentSince[route] = Date.now(); else delete absentSince[route];
     return { status: response.status, body };
   }
+
+  const routeAbsent = (status, body) => status === 404 && (!body || !body.error || body.error === "not_found");
 
   /** Why a panel has nothing to show, from its route's answer. */
   function whyEmpty(answer, what) {
     if (answer.status === 0) return "The service did not answer.";
-    if (answer.status === 404) return `No data yet: this service has no ${what} route.`;
+    if (routeAbsent(answer.status, answer.body)) return `No data yet: this service has no ${what} route.`;
+    if (answer.status === 404) return "No data yet: " + (answer.body.message || answer.body.error) + ".";
     if (answer.status === 503) return `No data yet: ${what} is not available right now` +
       (answer.body && answer.body.message ? ` (${answer.body.message})` : "") + ".";
     if (answer.status !== 200) return `No data: ${what} answered ${answer.status}` +
@@ -295,10 +300,15 @@
     if (why) { card("card-drift", "–", why, "nodata"); return showEmpty("panel-drift", why); }
     const d = answer.body;
     const cols = Object.entries(d.columns || {});
-    const shown = d.status === "insufficient_data" ? "too few rows" : d.status;
-    card("card-drift", shown || "–", `${fmtInt(d.n)} rows vs ${fmtInt(d.reference_n)} in training · model v${d.model_version}`,
-      STATUS_CLASS[d.status] || "nodata");
-    if (!cols.length) return showEmpty("panel-drift", "No data yet: /drift returned no columns.");
+    const measured = cols.filter(([, c]) => num(c.psi));
+    const rows = `${fmtInt(d.n)} rows of v${d.model_version} in this window`;
+    if (d.status === "insufficient_data" || !measured.length) {
+      // Too few rows: a PSI of a handful of users would be noise, so /drift gives none.
+      const msg = `No data yet: ${rows}; drift is measured from ${fmtInt(d.min_rows || 500)} rows on.`;
+      card("card-drift", "too few rows", msg.replace("No data yet: ", ""), "nodata");
+      return showEmpty("panel-drift", msg);
+    }
+    card("card-drift", d.status, `${rows} vs ${fmtInt(d.reference_n)} in training`, STATUS_CLASS[d.status] || "nodata");
     cols.sort((a, b) => (b[1].psi ?? -1) - (a[1].psi ?? -1));
     bars("panel-drift", cols.map(([name, c]) => ({
       label: name, value: c.psi ?? 0, status: STATUS_CLASS[c.status] || "nodata",
@@ -306,12 +316,14 @@
       title: `${name}: PSI ${c.psi ?? "n/a"}, status ${c.status}` +
         (num(c.unseen_share) ? `, unseen categories ${fmtPct(c.unseen_share)}` : "") +
         (num(c.missing_share) ? `, missing ${fmtPct(c.missing_share)}` : ""),
+      detail: num(c.unseen_share) && c.unseen_share >= 0.01 ? `${fmtPct(c.unseen_share)} in categories training never had` : "",
     })), 0.3);
   }
 
   function renderPerformance(answer, byDay, info) {
     const why = whyEmpty(answer, "/performance");
     const serving = info && info.model_version;
+    const shadowVersion = info && info.shadow ? info.shadow.model_version : null;
     if (why) {
       card("card-quality", "–", why, "nodata");
       for (const id of ["panel-performance", "panel-deciles", "panel-cohorts"]) showEmpty(id, why);
@@ -319,7 +331,8 @@
     }
     const groups = (answer.body.groups || []).filter((g) => !g.by);
     if (!groups.length) {
-      const msg = "No data yet: no labelled predictions (POST /labels or the ingest_labels entry point).";
+      const msg = "No data yet: no predictions with labels. Realised revenue arrives through POST /labels " +
+        "(or the ingest_labels entry point), seven days after install.";
       card("card-quality", "–", "no labels yet", "nodata");
       for (const id of ["panel-performance", "panel-deciles"]) showEmpty(id, msg);
     } else {
@@ -328,15 +341,18 @@
       table(box, ["version", "predicted", "labelled", "norm. Gini", "total ratio", "payer AUC", "≤ p90"],
         groups.map((g) => {
           const m = g.metrics;
-          const ratio = m ? el("span", { class: "badge " + level(Math.abs(m.total_ratio - 1), TOTAL_RATIO_OFF), text: fmtNum(m.total_ratio) }) : "";
-          return [`v${g.model_version}` + (g.model_version === serving ? " (serving)" : ""), fmtInt(g.n_predicted),
+          // null when the group's users spent nothing (no ratio to a total of 0)
+          const ratio = m && num(m.total_ratio)
+            ? el("span", { class: "badge " + level(Math.abs(m.total_ratio - 1), TOTAL_RATIO_OFF), text: fmtNum(m.total_ratio) }) : "–";
+          const role = g.model_version === serving ? " (serving)" : g.model_version === shadowVersion ? " (shadow)" : "";
+          return [`v${g.model_version}${role}`, fmtInt(g.n_predicted),
             fmtInt(g.n_labelled), m ? fmtNum(m.norm_gini, 3) : (g.reason || "not enough labels"), ratio,
             m ? fmtNum(m.payer_auc, 3) : "", m ? fmtPct(m.p90_coverage, 0) : ""];
         }));
       const current = groups.find((g) => g.model_version === serving && g.metrics) || groups.find((g) => g.metrics);
       if (current) {
         const trained = info && info.test_metrics ? info.test_metrics.normalized_gini : null;
-        const drop = num(trained) ? trained - current.metrics.norm_gini : null;
+        const drop = num(trained) && num(current.metrics.norm_gini) ? trained - current.metrics.norm_gini : null;
         card("card-quality", fmtNum(current.metrics.norm_gini, 3),
           `v${current.model_version}, ${fmtInt(current.n_labelled)} labelled` + (num(trained) ? ` · ${fmtNum(trained, 3)} at training` : ""),
           num(drop) ? level(drop, GINI_DROP) : "neutral");
@@ -358,8 +374,13 @@
       series: [{ label: "decile", value: (u, i) => (i == null ? "–" : labels[i]) },
                { label: `predicted (v${group.model_version})`, fill: COLOURS[0], stroke: COLOURS[0], paths: barsPath(0.4, -1), points: { show: false } },
                { label: "realised", fill: COLOURS[3], stroke: COLOURS[3], paths: barsPath(0.4, 1), points: { show: false } }],
-      scales: { x: { time: false, range: [-0.6, labels.length - 0.4] }, y: { range: (u, lo, hi) => [0, Math.max(0.01, hi * 1.1)] } },
-      axes: [categoryAxis(labels, "decile of predicted revenue (1 = lowest)"), { label: "mean USD", size: 60 }],
+      // Revenue per decile spans four orders of magnitude (cents at the bottom, tens of dollars at the
+      // top): a log-like scale (asinh: linear below 1 cent, so 0 stays 0) keeps every bar readable.
+      scales: { x: { time: false, range: [-0.6, labels.length - 0.4] },
+                y: { distr: 4, asinh: 0.01, range: (u, lo, hi) => [0, Math.max(0.1, hi * 1.5)] } },
+      axes: [categoryAxis(labels, "decile of predicted revenue (1 = highest)"),
+             { label: "USD per user (log)", size: 60, values: (u, splits) => splits.map((v) => (v > 0 ? usdEdge(v) : "$0")),
+               splits: (u) => [0, 0.01, 0.1, 1, 10, 100, 1000, 10000].filter((v) => v <= u.scales.y.max) }],
     }, [labels.map((_, i) => i), deciles.map((d) => d.mean_predicted), deciles.map((d) => d.mean_actual)]);
   }
 
@@ -367,25 +388,31 @@
     const why = whyEmpty(answer, "/performance?by=day");
     if (why) return showEmpty("panel-cohorts", why);
     const groups = (answer.body.groups || []).filter((g) => g.metrics && num(g.metrics.total_ratio));
-    if (!groups.length) return showEmpty("panel-cohorts", "No data yet: no day with enough labelled users.");
+    if (!groups.length) return showEmpty("panel-cohorts", "No data yet: no day with 200 labelled users of one version.");
     const days = [...new Set(groups.map((g) => g.value))].sort();
+    const labels = days.map((d) => new Date(Date.parse(d)).toLocaleDateString("en-GB", { day: "numeric", month: "short", timeZone: "UTC" }));
     const versions = [...new Set(groups.map((g) => g.model_version))].sort((a, b) => +a - +b);
     const ratio = (v) => days.map((d) => {
       const g = groups.find((x) => x.model_version === v && x.value === d);
       return g ? g.metrics.total_ratio : null;
     });
     plot("panel-cohorts", {
-      shapeKey: versions.join(","),
-      series: [{}, ...versions.map((v, i) => ({ label: `v${v}`, stroke: COLOURS[i % COLOURS.length], width: 2, spanGaps: true, points: { size: 6 } })),
+      shapeKey: versions.join(",") + "|" + days.join(","),
+      // Solid points: the first days of a version are lone points, not yet a line.
+      series: [{ label: "day", value: (u, i) => (i == null ? "–" : days[i]) },
+               ...versions.map((v, i) => ({ label: `v${v}`, stroke: COLOURS[i % COLOURS.length], width: 2, spanGaps: true,
+                                                points: { show: true, size: 9, fill: COLOURS[i % COLOURS.length] } })),
                { label: "exact", stroke: "#9ca3af", dash: [4, 4], width: 1, points: { show: false } }],
-      scales: { y: { range: (u, lo, hi) => [Math.min(0.5, lo), Math.max(1.5, hi)] } },
-      // One tick per day or more, labelled by date (the cohorts are install days).
-      axes: [{ incrs: [86400, 2 * 86400, 7 * 86400, 14 * 86400, 28 * 86400],
-               values: (u, splits) => splits.map((t) => new Date(t * 1000).toLocaleDateString("en-GB", { day: "numeric", month: "short", timeZone: "UTC" })) },
-             { label: "predicted / realised", size: 60 }],
-    }, [days.map((d) => Date.parse(d) / 1000), ...versions.map(ratio), days.map(() => 1)]);
+      // Days as positions labelled by date (not a time axis: a version's first day, alone, would sit on the frame).
+      scales: { x: { time: false, range: [-0.6, days.length - 0.4] },
+                y: { range: (u, lo, hi) => [Math.min(0.5, lo), Math.max(1.5, hi)] } },
+      axes: [categoryAxis(labels, "day of prediction (UTC)"), { label: "predicted / realised", size: 60 }],
+    }, [days.map((_, i) => i), ...versions.map(ratio), days.map(() => 1)]);
   }
 
+  /** The served model, its alias moves and the shadow comparison. A service without model following
+   * (no `swaps` in /model/info) or without a shadow (`shadow` absent or null) shows no section or a
+   * quiet line for them: the page is the same before and after those features. */
   function renderModels(infoAnswer, shadowAnswer) {
     const why = whyEmpty(infoAnswer, "/model/info");
     if (why) return showEmpty("panel-models", why);
@@ -395,24 +422,24 @@
     box.append(el("h3", { text: "Served model" }));
     table(box, ["model", "version", "alias", "test norm. Gini"], [[info.model_name || info.model_uri, `v${info.model_version}`,
       info.alias || "", fmtNum((info.test_metrics || {}).normalized_gini, 3)]]);
-    box.append(el("h3", { text: "Model changes (alias moves)" }));
-    if (!Array.isArray(info.swaps)) box.append(el("p", { class: "empty", text: "No data yet: this service's /model/info has no swaps." }));
-    else if (!info.swaps.length) box.append(el("p", { class: "empty", text: "No change since the service started." }));
-    else table(box, ["at", "from", "to"], info.swaps.slice(-5).reverse().map((s) => [fmtTime(s.at), `v${s.from_version}`, `v${s.to_version}`]));
-    box.append(el("h3", { text: "Shadow comparison" }));
-    if (info.shadow === undefined) box.append(el("p", { class: "empty", text: "No data yet: this service's /model/info has no shadow." }));
-    else if (info.shadow === null) box.append(el("p", { class: "empty", text: "No shadow model (SHADOW_URI is not set)." }));
-    else {
-      const whyShadow = whyEmpty(shadowAnswer, "/shadow");
-      const sh = shadowAnswer.body;
-      if (whyShadow || !sh || !sh.n_users) {
-        box.append(el("p", { class: "empty", text: whyShadow || `No data yet: v${info.shadow.model_version} has scored no user in this window.` }));
-      } else {
-        table(box, ["champion", "shadow", "users both scored", "mean shadow / champion", "Spearman", "top-decile overlap"],
-          [[`v${sh.champion_version}`, `v${sh.shadow_version} (${fmtPct(info.shadow.share, 0)} of users)`, fmtInt(sh.n_users),
-            fmtNum(sh.mean_ratio, 3), fmtNum(sh.spearman, 3), fmtPct(sh.top_decile_overlap, 0)]]);
-      }
+    if (Array.isArray(info.swaps)) {
+      box.append(el("h3", { text: "Model changes (the alias moved: a promotion or a rollback)" }));
+      if (!info.swaps.length) box.append(el("p", { class: "quiet", text: "No change since the service started." }));
+      else table(box, ["at", "from", "to"], info.swaps.slice(-5).reverse().map((s) => [fmtTime(s.at), `v${s.from_version}`, `v${s.to_version}`]));
     }
+    box.append(el("h3", { text: "Shadow comparison (a second model scored on the same users, never answered)" }));
+    const shadow = info.shadow;
+    if (!shadow) return box.append(el("p", { class: "quiet", text: "No shadow model configured." }));
+    if (shadow.model_version == null) return box.append(el("p", { class: "quiet", text: "The shadow model has not answered yet." }));
+    const whyShadow = shadowAnswer ? whyEmpty(shadowAnswer, "/shadow") : "No data yet.";
+    const sh = shadowAnswer && shadowAnswer.body;
+    if (whyShadow || !sh || !sh.n_users) {
+      return box.append(el("p", { class: "quiet",
+        text: whyShadow || `No data yet: no user scored by both models in this window (shadow v${shadow.model_version}, ${fmtPct(shadow.share, 0)} of users).` }));
+    }
+    table(box, ["champion", "shadow", "users both scored", "mean shadow / champion", "Spearman", "top-decile overlap"],
+      [[`v${sh.champion_version}`, `v${sh.shadow_version} (${fmtPct(shadow.share, 0)} of users)`, fmtInt(sh.n_users),
+        fmtNum(sh.mean_ratio, 3), fmtNum(sh.spearman, 3), fmtPct(sh.top_decile_overlap, 0)]]);
   }
 
   function renderHealth(health, info) {
@@ -433,12 +460,15 @@
     clearTimeout(timer);
     const began = performance.now();
     const since = encodeURIComponent($("#window").value);
-    const [health, info, stats, series, drift, perf, perfByDay, shadow] = await Promise.all([
+    const [health, info, stats, series, drift, perf, perfByDay] = await Promise.all([
       getJson("/health"), getJson("/model/info"), getJson(`/stats?since=${since}`),
       getJson(`/stats/timeseries?since=${since}`), getJson(`/drift?since=${since}`), getJson("/performance"),
-      getJson("/performance?by=day"), getJson(`/shadow?since=${since}`),
+      getJson("/performance?by=day"),
     ]);
-    const answers = [info, stats, series, drift, perf, perfByDay, shadow];
+    // The comparison is a scan of the window: asked for only when a shadow model answers.
+    const shadowVersion = info.status === 200 && info.body && info.body.shadow ? info.body.shadow.model_version : null;
+    const shadow = shadowVersion != null ? await getJson(`/shadow?since=${since}`) : null;
+    const answers = [info, stats, series, drift, perf, perfByDay, ...(shadow ? [shadow] : [])];
     if (answers.some((a) => a.status === 401)) return askForKey(!!sessionStorage.getItem(KEY_STORE));
     $("#key-form").hidden = true;
     $("#board").hidden = false;

@@ -69,7 +69,7 @@ def model_dir(tracking, tmp_path_factory):
 @pytest.fixture(scope="module")
 def run_local(model_dir, champion_version):
     """score_local with one scoring process shared by the tests (each start loads the model)."""
-    model = ModelColumns.from_signature(Model.load(str(model_dir / "MLmodel")).signature)
+    model = ModelColumns.from_model(Model.load(str(model_dir / "MLmodel")))
     with ScoringPool(model_dir, workers=1, threads=1) as pool:
         def run(input_path, output_path, chunk_rows=1000):
             return batch_score.score_local(input_path, output_path, pool, model, champion_version,

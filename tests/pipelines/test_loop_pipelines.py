@@ -24,6 +24,7 @@ from serving.db.log_rows import write_rows
 from serving.db.partitions import Partitions
 from serving.db.schema import migrate
 from serving.model_identity import ModelIdentity
+from tests.conftest import new_database
 from tests.pipelines.test_mlproject import PROJECT, Store, ok
 
 NOW = datetime.now(timezone.utc)
@@ -59,13 +60,7 @@ def story(tmp_path_factory, postgres, predictor):
     finally:
         mlflow.set_tracking_uri(None)
     store.client.set_registered_model_alias("revenue_model", "champion", info.registered_model_version)
-    name = f"loop_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(postgres)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name}")
-    admin.close()
-    url = postgres.replace("/postgres?", f"/{name}?", 1)
+    url = new_database(postgres, "loop")
     store.env["DATABASE_URL"] = url
 
     frame = generate_users(1600, seed=21)

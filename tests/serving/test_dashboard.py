@@ -14,14 +14,20 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
+import mlflow
 import numpy as np
 import psycopg2
 import pytest
 from aiohttp import web
+from mlflow import MlflowClient
 
+from pipelines.model_logging import log_revenue_model
+from revenue_model.drift import build_profile
+from revenue_model.validation import validate_columns
 from serving import routes_dashboard
 from serving.db.dashboard import PAYER_EDGES, REVENUE_EDGES_USD, fold_sources, histogram
 from serving.scorer_process import free_port
+from tests.conftest import new_database
 from tests.serving.chromium import Browser
 from tests.serving.conftest import Service, rows_for, wait_until
 
@@ -29,8 +35,12 @@ USER = {"country": "es", "country_region": "Madrid", "source": "Organic", "platf
         "device_family": "Apple iPhone", "os_version": "14.4", "event_1": 100, "event_2": 50, "event_3": 10.0}
 # Sent by a client as a source name: must be shown as these characters, never run.
 HOSTILE = '<img src=x onerror="window.__hostile=1">'
-# Routes the contract names that other work adds; until then they answer 404 and the page says so.
-LATER_ROUTES = {"/drift", "/performance", "/shadow"}
+# Routes whose 404 is an answer the page shows: GET /drift of a model without a drift reference (the
+# session's model has none) says "no_reference" with a 404.
+ANSWERED_404 = {"/drift"}
+# The contract's drift columns: every one is a row of the drift panel.
+DRIFT_COLUMNS = ["country", "country_region", "source", "platform", "device_family", "os_version",
+                 "event_1", "event_2", "event_3", "predicted_revenue", "payer_probability"]
 # Series colours of the page (dashboard.js COLOURS): every chart must have pixels of its own.
 BLUE, RED, PURPLE, TEAL, ORANGE = (37, 99, 235), (198, 40, 40), (124, 58, 237), (13, 148, 136), (179, 89, 0)
 
@@ -221,12 +231,12 @@ async def open_dashboard(base: str, screenshot=None, before=None) -> tuple[Brows
 
 
 def script_errors(browser: Browser, allowed_status: str = "") -> list[dict]:
-    """Console errors and exceptions, but a later route's 404 (the page says "no data yet" for it) and
+    """Console errors and exceptions, but an ANSWERED_404 (the page says "no data yet" for it) and
     the answers with ``allowed_status`` (e.g. the 401s that tell the page it needs a key)."""
     def expected(entry):
         url = urlsplit(entry.get("url", ""))
         return entry["level"] == "error" and (
-            (url.path in LATER_ROUTES and "status of 404" in entry["text"])
+            (url.path in ANSWERED_404 and "status of 404" in entry["text"])
             or (allowed_status and f"status of {allowed_status}" in entry["text"]))
     return [e for e in browser.console if e["level"] in ("error", "exception", "warning") and not expected(e)]
 
@@ -276,8 +286,9 @@ def test_the_dashboard_draws_every_chart_from_the_service_without_script_errors(
     assert texts["health"] == {"text": "HEALTHY", "cls": "badge ok", "fills": []}
     sources = texts["panel-sources"]["text"]
     assert HOSTILE in sources  # shown as the characters the client sent ...
-    for later in ("panel-drift", "panel-deciles", "panel-performance", "panel-cohorts"):
-        assert "No data yet: this service has no /" in texts[later]["text"], texts[later]
+    # This model carries no drift reference: GET /drift answers 404 no_reference, and the page says why.
+    assert "No data yet: model version '1' has no drift reference" in texts["panel-drift"]["text"], texts["panel-drift"]
+    assert texts["panel-drift"]["fills"] == [] and texts["card-drift"]["cls"] == "card nodata"
 
 
 @pytest.mark.slow
@@ -326,7 +337,137 @@ def test_with_an_api_key_the_page_asks_for_it_and_sends_it_only_as_a_header(cham
         service.stop()
 
 
-# -- panels for the routes other work adds, from the contract's own examples ----------------------
+# -- drift and realised performance, on a service whose model has a drift reference -----------------
+
+@pytest.fixture(scope="module")
+def loop_service(users, predictor, holdout, postgres, tmp_path_factory):
+    """A service of its own (its database empty, so every number below is this test's): the session's
+    predictor registered with its drift reference, as training logs it."""
+    root = tmp_path_factory.mktemp("dashboard-loop")
+    uri = f"sqlite:///{root}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("dashboard-loop", artifact_location=str(root / "artifacts"))
+    train, dev = users.iloc[:14_000], users.iloc[14_000:17_000]
+    profile = build_profile(validate_columns(train), predictor.predict_columns(validate_columns(dev)))
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run(experiment_id=experiment):
+            log_revenue_model(predictor, holdout.drop(columns=["revenue"]).iloc[:3],
+                              registered_model_name="revenue_model", reference_profile=profile)
+    finally:
+        mlflow.set_tracking_uri(None)
+    client.set_registered_model_alias("revenue_model", "champion", "1")
+    running = Service(root, uri, new_database(postgres, "dashboard"), DRIFT_REFRESH_S=0).start()
+    yield running
+    running.stop()
+
+
+# Per column of the deciles canvas: x positions holding a bar of each colour, and each bar's top.
+BARS_JS = """((colours) => {
+  const canvas = document.querySelector("#panel-deciles .chart canvas");
+  const {width, height} = canvas, {data} = canvas.getContext("2d").getImageData(0, 0, width, height);
+  return colours.map(([r, g, b]) => {
+    const bars = [];
+    let run = null;
+    for (let x = 0; x < width; x++) {
+      let top = null;
+      for (let y = 0; y < height && top === null; y++) {
+        const i = 4 * (y * width + x);
+        if (data[i + 3] > 200 && Math.abs(data[i] - r) + Math.abs(data[i + 1] - g) + Math.abs(data[i + 2] - b) < 40) top = y;
+      }
+      if (top === null) { run = null; continue; }
+      if (!run) bars.push(run = {x, top});
+      run.top = Math.min(run.top, top);
+    }
+    return bars;
+  });
+})(COLOURS)"""
+
+
+def drift_status(psi):
+    """The contract's statuses, from a PSI: ok below 0.1, warn from 0.1, drift from 0.25."""
+    return "insufficient_data" if psi is None else "ok" if psi < 0.1 else "warn" if psi < 0.25 else "drift"
+
+
+@pytest.mark.slow
+def test_the_drift_and_performance_panels_say_no_data_yet_then_draw_traffic_and_labels(loop_service, holdout,
+                                                                                       tmp_path):
+    http, base = loop_service.http, loop_service.http.base
+
+    # Before any traffic: nothing to measure, no labels; said in words, no script error.
+    browser, pixels, texts = asyncio.run(open_dashboard(base))
+    assert script_errors(browser) == [], browser.console
+    assert texts["panel-drift"]["text"].endswith(
+        "No data yet: 0 rows of v1 in this window; drift is measured from 500 rows on."), texts["panel-drift"]
+    assert texts["card-drift"]["cls"] == "card nodata"
+    for panel in ("panel-performance", "panel-deciles"):
+        assert "No data yet: no predictions with labels." in texts[panel]["text"], texts[panel]
+    assert "No data yet: no day with 200 labelled users of one version." in texts["panel-cohorts"]["text"]
+    assert "panel-deciles" not in pixels and "panel-cohorts" not in pixels
+    assert texts["panel-models"]["text"].endswith("No shadow model configured."), texts["panel-models"]
+
+    # 1,200 users scored, the real revenue of 1,000 of them posted.
+    users = users_of(holdout, 1_200, 1_500)
+    answers, ids = {}, [str(uuid.uuid4()) for _ in range(3)]
+    for request_id, start in zip(ids, range(0, len(users), 400)):
+        status, _, body = http.post("/batch_predict", {"users": users[start:start + 400]},
+                                    headers={"X-Request-Id": request_id})
+        assert status == 200, body
+        answers.update({p["user_id"]: p for p in body["predictions"]})
+    revenue = dict(zip(holdout["user_id"].iloc[1_500:2_700], holdout["revenue"].iloc[1_500:2_700].astype(float)))
+    labelled = [u["user_id"] for u in users[:1_000]]
+    status, _, body = http.post("/labels", {"labels": [{"user_id": u, "revenue": revenue[u]} for u in labelled]})
+    assert (status, body["accepted"]) == (200, 1_000), body
+    assert len(rows_for(loop_service.database_url, ids, expected=1_200, timeout_s=30)) == 1_200
+    drift = http.get("/drift?since=24h")[2]
+    assert drift["n"] == 1_200 and set(drift["columns"]) == set(DRIFT_COLUMNS), drift
+
+    shot = tmp_path / "dashboard-loop.png"
+    browser, pixels, texts = asyncio.run(open_dashboard(base, shot))
+    print(f"screenshot: {shot}")
+    assert script_errors(browser) == [], browser.console
+
+    # Drift: one bar per contract column, worst first, each coloured by the contract's status of its PSI.
+    worst_first = sorted(DRIFT_COLUMNS, key=lambda c: -drift["columns"][c]["psi"])
+    expected_class = {"ok": "fill ok", "warn": "fill warn", "drift": "fill bad"}
+    assert texts["panel-drift"]["fills"] == [expected_class[drift_status(drift["columns"][c]["psi"])]
+                                             for c in worst_first], (texts["panel-drift"], drift)
+    shown = texts["panel-drift"]["text"].splitlines()
+    assert [shown[shown.index(c) + 1] for c in worst_first] == [
+        f"{drift['columns'][c]['psi']:.3f} {drift_status(drift['columns'][c]['psi'])}" for c in worst_first]
+    assert texts["card-drift"]["text"].splitlines()[1] == drift_status(max(drift["columns"][c]["psi"] for c in DRIFT_COLUMNS))
+
+    # Performance of v1, against numbers computed here from what was sent and answered.
+    predicted = np.array([answers[u]["predicted_revenue"] for u in labelled])
+    actual = np.array([revenue[u] for u in labelled])
+    assert (predicted > 0).all()  # so every decile has a predicted bar
+    row = next(line for line in texts["panel-performance"]["text"].splitlines() if line.startswith("v1"))
+    cells = row.split("\t")
+    assert cells[:3] == ["v1 (serving)", "1,200", "1,000"], row
+    assert cells[4] == f"{predicted.sum() / actual.sum():.2f}", (row, predicted.sum() / actual.sum())
+    gini = http.get("/performance")[2]["groups"][0]["metrics"]
+    assert cells[3] == f"{gini['norm_gini']:.3f}" == texts["card-quality"]["text"].splitlines()[1], (row, texts["card-quality"])
+
+    # Deciles (1 = the highest predictions): ten predicted bars (blue) shrinking left to right, as
+    # deciles of predicted revenue must; a realised bar (teal) for each decile whose users spent anything.
+    async def decile_bars():
+        async with Browser(width=1400, height=1000) as page:
+            await page.open(base + "/dashboard")
+            await page.wait_for("document.querySelector('#updated').textContent.startsWith('updated')", 90)
+            return await page.evaluate(BARS_JS.replace("COLOURS", json.dumps([BLUE, TEAL])))
+
+    blue, teal = asyncio.run(decile_bars())
+    assert len(blue) == 10, blue
+    assert all(a["top"] <= b["top"] + 1 for a, b in zip(blue, blue[1:])), blue  # y grows downwards
+    deciles = http.get("/performance")[2]["groups"][0]["metrics"]["deciles"]
+    spent = [d["decile"] for d in deciles if d["mean_actual"] > 0]
+    assert len(teal) == len(spent) > 0, (teal, deciles)
+    tallest = min(range(len(teal)), key=lambda i: teal[i]["top"])
+    assert spent[tallest] == max(deciles, key=lambda d: d["mean_actual"])["decile"], (teal, deciles)
+    assert drawn(pixels, "panel-cohorts", BLUE), pixels  # today's cohort, one point of v1
+
+
+# -- every panel from the contract's own example answers (swaps and the shadow included) ------------
 
 def contract_answers() -> dict:
     deciles = [{"decile": d, "n": 510, "mean_predicted": 0.2 * d * d, "mean_actual": 0.19 * d * d} for d in range(1, 11)]
@@ -351,7 +492,9 @@ def contract_answers() -> dict:
             {"model_version": "2", "by": None, "value": None, "n_predicted": 5400, "n_labelled": 120,
              "metrics": None, "reason": "120 labelled users, fewer than min_labelled (200)"},
             {"model_version": "3", "by": None, "value": None, "n_predicted": 5400, "n_labelled": 5100,
-             "metrics": metrics, "reason": None}]},
+             "metrics": metrics, "reason": None},
+            {"model_version": "4", "by": None, "value": None, "n_predicted": 2700, "n_labelled": 0,
+             "metrics": None, "reason": "0 labelled users, fewer than min_labelled=200"}]},
         "/performance?by=day": {"groups": [day(20, "2", 1.3), day(21, "2", 1.2), day(21, "3", 0.95), day(22, "3", 1.02)]},
         "/shadow": {"champion_version": "3", "shadow_version": "4", "n_users": 4800, "mean_ratio": 1.04,
                     "spearman": 0.93, "top_decile_overlap": 0.81},
@@ -360,8 +503,8 @@ def contract_answers() -> dict:
 
 @pytest.mark.slow
 def test_the_later_routes_panels_draw_the_contract_shapes_and_a_503_says_no_data_yet(tmp_path):
-    """drift, performance and shadow are not in this service yet: a stand-in answers them with the
-    contract's examples (and /stats with a 503), around the real page and its files."""
+    """A stand-in answers with the contract's examples, a shadow and a swap included (the service
+    has no shadow yet), and /stats with a 503, around the real page and its files."""
     answers = contract_answers()
 
     async def answer(request: web.Request) -> web.Response:
@@ -390,9 +533,9 @@ def test_the_later_routes_panels_draw_the_contract_shapes_and_a_503_says_no_data
     browser, pixels, texts = asyncio.run(run())
     assert script_errors(browser, "503") == [], browser.console
 
-    drift = texts["panel-drift"]["text"].splitlines()
-    assert drift[1:] == ["event_2", "0.410 drift", "country", "0.300 drift", "platform", "0.120 warn",
-                         "event_1", "0.020 ok", "event_3", "too few rows"], drift
+    drift = [line for line in texts["panel-drift"]["text"].splitlines() if line]  # title, what it shows, bars
+    assert drift[2:] == ["event_2", "0.410 drift", "country", "0.300 drift", "28.0% in categories training never had",
+                         "platform", "0.120 warn", "event_1", "0.020 ok", "event_3", "too few rows"], drift
     assert texts["panel-drift"]["fills"] == ["fill bad", "fill bad", "fill warn", "fill ok", "fill nodata"]
     assert texts["card-drift"]["cls"] == "card bad" and texts["card-drift"]["text"].splitlines()[1] == "drift"
     assert texts["card-quality"]["text"].splitlines()[1] == "0.710"
@@ -400,6 +543,7 @@ def test_the_later_routes_panels_draw_the_contract_shapes_and_a_503_says_no_data
     performance = texts["panel-performance"]["text"]
     assert "v3 (serving)\t5,400\t5,100\t0.710\t0.98\t0.830\t90%" in performance, performance
     assert "120 labelled users, fewer than min_labelled (200)" in performance
+    assert "v4 (shadow)\t2,700\t0\t0 labelled users, fewer than min_labelled=200" in performance, performance
     assert drawn(pixels, "panel-deciles", BLUE, TEAL), pixels
     assert drawn(pixels, "panel-cohorts", BLUE, RED), pixels
     models = texts["panel-models"]["text"]

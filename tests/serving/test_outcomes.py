@@ -11,12 +11,10 @@ import psycopg2
 import pytest
 
 from serving.db import outcomes
-from serving.db.connection import connect
 from serving.db.labels import upsert_labels
 from serving.db.log_rows import ROW_COLUMNS, write_rows
 from serving.db.partitions import Partitions
 from serving.db.performance import performance_rows
-from serving.db.schema import migrate
 from serving.performance import performance_groups
 
 NOW = datetime.now(timezone.utc)
@@ -45,11 +43,8 @@ def prediction(rng) -> dict:
 
 
 @pytest.fixture
-def database(fresh_database):
-    connection = connect(fresh_database)
-    migrate(connection)
-    yield connection
-    connection.close()
+def database(migrated_database):
+    return migrated_database
 
 
 def write(connection, rows):

@@ -10,11 +10,9 @@ from revenue_model.contract import OUTPUT_COLUMNS
 from revenue_model.synthetic import generate_users
 from revenue_model.validation import validate_columns
 from serving.core import RequestRecord, log_rows
-from serving.db.connection import connect
 from serving.db.drift import window_counts
 from serving.db.log_rows import write_rows
 from serving.db.partitions import Partitions
-from serving.db.schema import migrate
 from serving.model_identity import ModelIdentity
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -34,11 +32,8 @@ def profile(reference_users):
 
 
 @pytest.fixture
-def database(fresh_database):
-    connection = connect(fresh_database)
-    migrate(connection)
-    yield connection
-    connection.close()
+def database(migrated_database):
+    return migrated_database
 
 
 def outputs_for(n: int, seed: int) -> list[dict]:
