@@ -213,7 +213,7 @@ def test_log_true_writes_every_scored_user_to_the_prediction_log(installs, expec
     assert {(r[1], r[2], r[3], r[4]) for r in rows} == {(run.info.run_id, "batch_score", 200, champion_version)}
     sent = installs.head(1200)
     assert [r[5] for r in rows] == list(sent["user_id"]) and [r[6] for r in rows] == list(sent["country"])
-    assert rows[6][7] is None and rows[6][9]["event_3"] == "NaN"  # missing, and the input as the file had it
+    assert rows[6][7] is None and rows[6][9]["event_3"] is None  # missing (Parquet holds it as null)
     assert rows[4][9]["country_region"] == "NA" and rows[3][9]["os_version"] == "10"
     np.testing.assert_allclose([r[8] for r in rows], expected["predicted_revenue"].head(1200), rtol=1e-12)
     assert run.data.metrics["logged_rows"] == 1200
