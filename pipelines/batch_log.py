@@ -11,7 +11,6 @@ Imported only when logging is asked for: batch_score's scoring processes never i
 from __future__ import annotations
 
 import math
-import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path

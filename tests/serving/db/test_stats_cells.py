@@ -6,7 +6,6 @@ import random
 import statistics
 from datetime import datetime, timedelta, timezone
 
-import psycopg2
 import pytest
 
 from serving.db import stats_cells
