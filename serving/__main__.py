@@ -27,8 +27,8 @@ def main() -> None:
     # The log writer is a thread: a request must not queue behind it for the default 5 ms
     # switch interval every time the event loop gives up the GIL for a socket call.
     sys.setswitchinterval(0.0005)
-    settings = Settings.from_env()
     try:
+        settings = Settings.from_env()  # a setting out of its range (SHADOW_SHARE) is a ValueError
         logging_setup.configure(settings.log_level)
     except ValueError as error:
         sys.exit(f"cannot start: {error}")

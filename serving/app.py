@@ -26,8 +26,9 @@ from serving.core import (
     parse_json, single_user,
 )
 from serving import routes_dashboard
+from serving.model_follower import MODELS, Models
 from serving.schemas import openapi_document
-from serving.scorer import ScorerFailed, ScorerSupervisor, ScorerUnavailable
+from serving.scorer import ScorerFailed, ScorerUnavailable
 
 log = logging.getLogger("serving.app")
 
@@ -40,7 +41,6 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 SERVICE = web.AppKey("service", PredictionService)
-SUPERVISOR = web.AppKey("supervisor", ScorerSupervisor)
 SETTINGS = web.AppKey("settings", Settings)
 STATS_DB = web.AppKey("stats_db", str)
 METRICS = web.AppKey("metrics", dict)
@@ -121,7 +121,7 @@ async def handle(request: web.Request, handler) -> web.StreamResponse:
         response = json_response({"error": "internal_error", "message": "unexpected error; it was logged",
                                   "request_id": record.request_id}, 500)
     response.headers[REQUEST_ID_HEADER] = record.request_id
-    response.headers[MODEL_VERSION_HEADER] = service.identity.version
+    response.headers[MODEL_VERSION_HEADER] = (record.identity or service.identity).version
     # Runs when this request's task next waits, which is after the answer is written to the socket.
     asyncio.get_running_loop().call_soon(_account, service, metrics, record, response.status, counted)
     return response
@@ -129,7 +129,7 @@ async def handle(request: web.Request, handler) -> web.StreamResponse:
 
 def _account(service: PredictionService, metrics: dict, record: RequestRecord, status: int, counted: bool) -> None:
     """Metrics and log rows of one answered request."""
-    version = service.identity.version
+    version = (record.identity or service.identity).version
     metrics["requests"].labels(record.route, str(status), version).inc()
     metrics["latency"].labels(record.route, version).observe(record.latency_ms() / 1000)
     if status == 200 and record.outputs:
@@ -185,9 +185,9 @@ def _prediction(output: dict, user) -> dict:
 
 
 def _stamp(record: RequestRecord, service: PredictionService) -> dict:
+    identity = record.identity or service.identity
     return {"inference_time_ms": round(record.inference_ms or 0.0, 3), "timestamp": record.timestamp.isoformat(),
-            "request_id": record.request_id, "model_name": service.identity.name,
-            "model_version": service.identity.version}
+            "request_id": record.request_id, "model_name": identity.name, "model_version": identity.version}
 
 
 async def predict(request: web.Request) -> web.Response:
@@ -233,7 +233,7 @@ async def invocations(request: web.Request) -> web.Response:
     else:  # CSV, Parquet ...: MLflow parses them
         body = request["body"] = await _read_body(request)
         _keep_body(request)
-    status, answer, answer_type = await service.scorer.passthrough(body, content_type)
+    status, answer, answer_type = await service.passthrough(record, body, content_type)
     if status == 200 and answer_type == "application/json":
         predictions = orjson.loads(answer).get("predictions")
         if isinstance(predictions, list) and record.users and len(predictions) == len(record.users):
@@ -244,17 +244,12 @@ async def invocations(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    service, supervisor = request.app[SERVICE], request.app[SUPERVISOR]
-    identity = service.identity
-    body = {"status": "healthy" if supervisor.ready else "unavailable", "model_name": identity.name,
+    champion = request.app[SERVICE].champion
+    identity = champion.identity
+    body = {"status": "healthy" if champion.ready else "unavailable", "model_name": identity.name,
             "model_version": identity.version, "alias": identity.alias, "run_id": identity.run_id,
             "timestamp": datetime.now(timezone.utc).isoformat()}
-    return json_response(body, 200 if supervisor.ready else 503)
-
-
-async def model_info(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
-    return json_response({**service.identity.as_dict(), "scorer_ready": request.app[SUPERVISOR].ready})
+    return json_response(body, 200 if champion.ready else 503)
 
 
 def parse_since(text: str | None, now: datetime, field: str = "since") -> datetime:
@@ -295,12 +290,12 @@ async def stats(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
-    m, writer, supervisor = app[METRICS], app[SERVICE].writer, app[SUPERVISOR]
+    m, writer, champion = app[METRICS], app[SERVICE].writer, app[SERVICE].champion
     m["in_flight"].set(app[SERVICE].in_flight)
     m["log_queue"].set(writer.queued_rows)
     m["spilled"].set(writer.rows_spilled)
-    m["scorer_up"].set(1 if supervisor.ready else 0)
-    m["scorer_restarts"].set(supervisor.restarts)
+    m["scorer_up"].set(1 if champion.ready else 0)
+    m["scorer_restarts"].set(app[MODELS].stats.restarts)
     return web.Response(body=generate_latest(app[REGISTRY]), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -327,24 +322,25 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def build_app(settings: Settings, service: PredictionService, supervisor: ScorerSupervisor,
+def build_app(settings: Settings, service: PredictionService, models: Models,
               database_url: str) -> web.Application:
     app = web.Application(middlewares=[handle], client_max_size=settings.max_body_bytes)
     registry = CollectorRegistry()
     app[REGISTRY] = registry
     app[OPENAPI] = openapi_document()
     app[METRICS] = _metrics(registry)
-    app[SERVICE], app[SUPERVISOR], app[SETTINGS], app[STATS_DB] = service, supervisor, settings, database_url
+    app[SERVICE], app[SETTINGS], app[STATS_DB] = service, settings, database_url
     app.router.add_get("/health", health)
     app.router.add_post("/predict", predict)
     app.router.add_post("/batch_predict", batch_predict)
     app.router.add_post("/invocations", invocations)
-    app.router.add_get("/model/info", model_info)
     app.router.add_get("/stats", stats)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/docs", docs)
     routes_dashboard.register(app)
+    from serving.routes_models import add_model_routes  # it imports this module's helpers
+    add_model_routes(app, models)  # /model/info, /shadow, /admin/model/check
     from serving.routes_drift import add_drift_routes  # it imports this module's helpers
     add_drift_routes(app)  # GET /drift, the drift gauges
     from serving.routes_loop import add_loop_routes  # it imports this module's helpers

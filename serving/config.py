@@ -25,6 +25,14 @@ class Settings:
     scorer_workers: int = 1
     scorer_threads: int = 2                 # LightGBM threads in the scorer, for batches of 5,000+ rows
     scorer_timeout_s: float = 30.0
+    scorer_ping_s: float = 1.0              # how often a scorer is asked whether it still answers
+    scorer_ping_timeout_s: float = 5.0      # a scorer silent this long is hung: killed and restarted
+    model_poll_s: float = 30.0              # how often MODEL_URI's alias is checked; 0: never (follow off)
+    shadow_uri: str = ""                    # a second model scored after each answer; empty: none
+    shadow_share: float = 1.0               # share of users shadow-scored (by user_id, else request id)
+    shadow_queue_users: int = 20_000        # users waiting for the shadow; beyond, shadow work is dropped
+    shadow_nice: int = 10                   # the shadow scorer's CPU priority offset: the champion goes first
+    shadow_sample_users: int = 100_000      # GET /shadow ranks at most this many (the newest) users
     max_batch_users: int = 10_000
     max_body_bytes: int = 8 * 1024 * 1024
     max_in_flight: int = 256                # requests beyond this get 503 at once
@@ -56,6 +64,14 @@ class Settings:
             scorer_workers=int(get("SCORER_WORKERS", cls.scorer_workers)),
             scorer_threads=int(get("SCORER_THREADS", cls.scorer_threads)),
             scorer_timeout_s=float(get("SCORER_TIMEOUT_S", cls.scorer_timeout_s)),
+            scorer_ping_s=float(get("SCORER_PING_S", cls.scorer_ping_s)),
+            scorer_ping_timeout_s=float(get("SCORER_PING_TIMEOUT_S", cls.scorer_ping_timeout_s)),
+            model_poll_s=float(get("MODEL_POLL_S", cls.model_poll_s)),
+            shadow_uri=get("SHADOW_URI", ""),
+            shadow_share=_share(get("SHADOW_SHARE", cls.shadow_share)),
+            shadow_queue_users=int(get("SHADOW_QUEUE_USERS", cls.shadow_queue_users)),
+            shadow_nice=int(get("SHADOW_NICE", cls.shadow_nice)),
+            shadow_sample_users=int(get("SHADOW_SAMPLE_USERS", cls.shadow_sample_users)),
             max_batch_users=int(get("MAX_BATCH_USERS", cls.max_batch_users)),
             max_body_bytes=int(get("MAX_BODY_BYTES", cls.max_body_bytes)),
             max_in_flight=int(get("MAX_IN_FLIGHT", cls.max_in_flight)),
@@ -71,6 +87,13 @@ class Settings:
             stats_refresh_s=float(get("STATS_REFRESH_S", cls.stats_refresh_s)),
             log_retention_days=int(get("LOG_RETENTION_DAYS", cls.log_retention_days)),
         )
+
+
+def _share(text) -> float:
+    share = float(text)
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"SHADOW_SHARE must be between 0 and 1, not {text!r}")
+    return share
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")

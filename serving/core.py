@@ -21,7 +21,8 @@ from revenue_model.contract import EVENT_COLUMNS, OUTPUT_COLUMNS, STRING_COLUMNS
 from revenue_model.validation import InvalidUsers, validate_columns
 from serving.log_writer import LogWriter
 from serving.model_identity import ModelIdentity
-from serving.scorer import ScorerClient, to_scorer_columns
+from serving.scorer import to_scorer_columns
+from serving.served_model import ServedModel
 
 
 class RequestRejected(Exception):
@@ -59,6 +60,7 @@ class RequestRecord:
     error: str | None = None
     user_errors: dict[int, str] = field(default_factory=dict)
     raw_body: str | None = None      # when the body had no users to speak of
+    identity: ModelIdentity | None = None  # the version that answered (or was asked); None: no call made
 
     def latency_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
@@ -121,14 +123,21 @@ def invocation_users(payload: Any) -> list | None:
 
 
 class PredictionService:
-    def __init__(self, identity: ModelIdentity, scorer: ScorerClient, writer: LogWriter, *,
-                 max_in_flight: int, max_users: int):
-        self.identity = identity
-        self.scorer = scorer
+    def __init__(self, champion: ServedModel, writer: LogWriter, *, max_in_flight: int, max_users: int,
+                 shadow=None):
+        """``champion``: the model answering now (replaced by the follower on a swap); ``shadow``: a
+        ShadowScorer offered every answered request, or None."""
+        self.champion = champion
         self.writer = writer
         self.max_in_flight = max_in_flight
         self.max_users = max_users
+        self.shadow = shadow
         self.in_flight = 0
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """The version serving now (a request's own is ``RequestRecord.identity``)."""
+        return self.champion.identity
 
     def admit(self) -> None:
         if self.in_flight >= self.max_in_flight:
@@ -155,11 +164,25 @@ class PredictionService:
     async def predict(self, record: RequestRecord, users: list) -> list[dict]:
         """Validate and score users (in order); outputs carry the contract's four columns."""
         columns = self.validate(record, users)
-        record.outputs, record.inference_ms = await self.scorer.predict(to_scorer_columns(columns))
+        # The model is taken once per request, and its identity with it: a swap meanwhile changes neither.
+        served = self.champion
+        record.identity = served.identity
+        with served.using():
+            record.outputs, record.inference_ms = await served.client.predict(to_scorer_columns(columns))
         return record.outputs
 
+    async def passthrough(self, record: RequestRecord, body: bytes, content_type: str | None) -> tuple:
+        """An /invocations body forwarded as is to the model serving now; (status, body, content type)."""
+        served = self.champion
+        record.identity = served.identity
+        with served.using():
+            return await served.client.passthrough(body, content_type)
+
     def record(self, record: RequestRecord, status: int) -> None:
-        self.writer.submit(log_rows(record, status, record.latency_ms(), self.identity))
+        identity = record.identity or self.identity
+        self.writer.submit(log_rows(record, status, record.latency_ms(), identity))
+        if self.shadow is not None:
+            self.shadow.offer(record, status, identity)
 
 
 def log_rows(record: RequestRecord, status: int, latency_ms: float, identity: ModelIdentity, *,

@@ -29,6 +29,7 @@ from serving.db.connection import connect
 from serving.db.labels import upsert_labels
 from serving.db.performance import BY, performance_rows
 from serving.performance import MIN_LABELLED, performance_groups
+from serving.routes_models import compared_versions, same_users_performance
 
 log = logging.getLogger("serving.loop")
 
@@ -119,9 +120,13 @@ async def get_performance(request: web.Request) -> web.Response:
     if by is not None and by not in BY:
         raise _bad("by", f"must be one of {', '.join(BY)}", f"by: {by[:100]!r} is not one of {', '.join(BY)}")
     min_labelled = _count(query.get("min_labelled"), "min_labelled", MIN_LABELLED)
+    pair = compared_versions(request)  # champion and shadow, judged on the same users (routes_models)
     try:
         body = await asyncio.to_thread(performance, request.app[STATS_DB], since=since, until=until, by=by,
                                        min_labelled=min_labelled, today=now.date())
+        body["same_users"] = await asyncio.to_thread(
+            same_users_performance, request.app[STATS_DB], pair, since=since, until=until, by=by,
+            min_labelled=min_labelled) if pair else None
     except psycopg2.OperationalError as error:
         request["record"].error = str(error).strip()[:500]
         return _database_unavailable(request["record"].request_id, "realised performance cannot be read")
@@ -238,7 +243,11 @@ _OPENAPI_PATHS = {
         "parameters": [_QUERY("since", "ISO 8601 time, or a duration back from now: 30m, 6h, 7d"),
                        _QUERY("until", "ISO 8601 time, or a duration back from now; absent: now"),
                        _QUERY("by", "country, platform, source, route or day; absent: per version only"),
-                       _QUERY("min_labelled", "groups with fewer labelled users get null metrics (200)")],
-        "responses": {"200": {"description": "{groups: [...]}"}, "400": {"description": "bad query", **_ERROR},
+                       _QUERY("min_labelled", "groups with fewer labelled users get null metrics (200)"),
+                       _QUERY("champion_version", "same_users: the champion's version (default: serving now)"),
+                       _QUERY("shadow_version", "same_users: the shadow's version (default: serving now)")],
+        "responses": {"200": {"description": "{groups: [...], same_users: {champion_version, shadow_version, "
+                                             "n_users, n_labelled, groups} or null}"},
+                      "400": {"description": "bad query", **_ERROR},
                       "503": {"description": "PostgreSQL is down", **_ERROR}}}},
 }

@@ -1,21 +1,17 @@
-"""MLflow's scoring server: the supervisor that keeps it up, and the client that batches calls to it.
-
-``ScorerSupervisor`` waits for the scorer (scorer_process.py) to answer,
-watches it and restarts it when it dies; while it is down, ``ready`` is False
-and requests fail fast with 503.
+"""The client that batches calls to MLflow's scoring server (kept up by scorer_supervisor.py).
 
 ``ScorerClient`` sends users to /invocations. A scoring call costs about
 2 ms whatever the number of rows (JSON to DataFrame, schema enforcement), so
 concurrent requests are gathered: while a call is in flight, new requests
 wait and go together in the next one. An idle service sends at once; a busy
 one sends fewer, larger calls (the adaptive batching of Triton, BentoML and
-Ray Serve, applied to the hop to the scorer).
+Ray Serve, applied to the hop to the scorer). While the supervisor says the
+scorer is not ready, calls fail fast (ScorerUnavailable: 503).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -23,10 +19,9 @@ from dataclasses import dataclass
 import orjson
 
 from revenue_model.contract import FEATURE_INPUTS, STRING_COLUMNS
-from serving.scorer_http import ScorerConnectionError, ScorerHttp
-from serving.scorer_process import ScorerProcess
+from serving.scorer_http import ScorerConnectionError
+from serving.scorer_supervisor import ScorerSupervisor
 
-log = logging.getLogger("serving.scorer")
 SCORER_COLUMNS = list(FEATURE_INPUTS)
 STRING_INPUTS = frozenset(STRING_COLUMNS)
 
@@ -40,60 +35,6 @@ class ScorerFailed(Exception):
         super().__init__(f"scorer answered {status}: {body[:500]}")
         self.status = status
         self.body = body
-
-
-class ScorerSupervisor:
-    """Keeps one ScorerProcess running; ``ready`` says whether it answers."""
-
-    def __init__(self, process: ScorerProcess, http: ScorerHttp, *, poll_s: float = 0.1,
-                 start_timeout_s: float = 180.0):
-        self.process = process
-        self.http = http
-        self.poll_s = poll_s
-        self.start_timeout_s = start_timeout_s
-        self.ready = False
-        self.restarts = 0
-        self._task: asyncio.Task | None = None
-
-    async def start(self) -> None:
-        self.process.start()
-        await self._wait_ready()
-        self._task = asyncio.create_task(self._watch())
-
-    async def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
-            if not self.process.alive():
-                raise RuntimeError(f"the scorer exited with status {self.process.process.returncode}")
-            try:
-                if (await self.http.request("GET", "/ping", timeout_s=1.0))[0] == 200:
-                    self.ready = True
-                    log.info("scorer ready on port %s", self.process.port)
-                    return
-            except (ScorerConnectionError, asyncio.TimeoutError):
-                pass
-            await asyncio.sleep(0.05)  # start-up: every 50 ms polled is 50 ms of cold start
-        raise RuntimeError(f"the scorer did not answer within {self.start_timeout_s:.0f} s")
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_s)
-            if self.process.alive():
-                continue
-            self.ready = False
-            self.restarts += 1
-            log.error("scorer exited (status %s); restarting", self.process.process.returncode)
-            try:
-                self.process.start()
-                await self._wait_ready()
-            except RuntimeError as error:
-                log.error("scorer restart failed: %s", error)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        self.ready = False
-        await asyncio.to_thread(self.process.stop)
 
 
 @dataclass

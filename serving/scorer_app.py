@@ -1,6 +1,6 @@
 """MLflow's scoring server app, as ``mlflow.pyfunc.scoring_server.app`` builds it, run by uvicorn.
 
-Five differences from that module, the first four measured:
+Six differences from that module, the first four measured:
 - it waits for the model files: the scorer process starts before the service
   has downloaded them, so its imports overlap the download (cold start);
 - MLflow's per-request timeout middleware is left out: the service already
@@ -15,6 +15,9 @@ Five differences from that module, the first four measured:
   worker in flight (``ScorerClient`` lanes), and parallel scoring comes from
   SCORER_WORKERS processes, not threads under one GIL;
 - the loaded modules and model are frozen out of garbage collection;
+- one route more, ``IDENTITY_ROUTE``: the nonce the service gave this start and the
+  identity file it wrote into the model directory, so the service trusts this process,
+  and the version it loaded, only when they are the ones it expects;
 - nothing of ``revenue_model`` is imported before the model loads (only
   ``serving.scorer_env``), so the model runs its own bundled copy of the package.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,7 +37,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 
 from serving import logging_setup
 from serving.config import Settings
-from serving.scorer_env import MODEL_DIR_ENV
+from serving.scorer_env import IDENTITY_FILE, IDENTITY_ROUTE, MODEL_DIR_ENV, NONCE_ENV
 
 _WAIT_S = 600.0
 
@@ -81,12 +85,30 @@ def in_this_thread(app):
     return wrapped
 
 
+def with_identity(app, identity: dict):
+    """``app`` (MLflow's FastAPI app) with IDENTITY_ROUTE answering ``identity`` as JSON."""
+    from fastapi.responses import JSONResponse
+
+    async def identity_route():  # async: a plain function would be run on a worker thread
+        return JSONResponse(identity)
+
+    app.get(IDENTITY_ROUTE)(identity_route)
+    return app
+
+
+def identity_of(model_dir: Path) -> dict:
+    """What this process says about itself: the start's nonce, its pid, the model's identity file."""
+    path = model_dir / IDENTITY_FILE
+    model = json.loads(path.read_text()) if path.exists() else None
+    return {"nonce": os.environ.get(NONCE_ENV, ""), "pid": os.getpid(), "model": model}
+
+
 def build():
-    """The app uvicorn serves (``--factory serving.scorer_app:build``)."""
+    """The app uvicorn serves (``serving.scorer_main`` runs it as a factory)."""
     logging_setup.configure(Settings.from_env().log_level)  # as quiet as the service (LOG_LEVEL)
     model_dir = _wait_for(Path(os.environ[MODEL_DIR_ENV]), _WAIT_S)
-    app = in_this_thread(_without_timeout_middleware(
-        scoring_server.init(scoring_server.load_model_with_mlflow_config(str(model_dir)))))
+    app = in_this_thread(_without_timeout_middleware(with_identity(
+        scoring_server.init(scoring_server.load_model_with_mlflow_config(str(model_dir))), identity_of(model_dir))))
     # MLflow, pandas and the model are here for good: out of every garbage collection from now on
     # (a full collection over them took 90 ms, a stall for whichever request was in flight).
     gc.freeze()

@@ -2,10 +2,12 @@
 
 Starts (or connects to) PostgreSQL while it resolves and downloads the model
 from the registry into the directory the scorer waits on, waits until the
-scorer answers, then serves on HOST:PORT (127.0.0.1:5001). On SIGTERM or
-Ctrl-C it stops listening, answers the requests in flight, writes every
-pending log row (or leaves it in the spill file for the next start), and
-stops the scorer.
+scorer answers as ours with a real prediction, then serves on HOST:PORT
+(127.0.0.1:5001). From then on it follows MODEL_URI's alias (and SHADOW_URI's,
+with a shadow scorer) every MODEL_POLL_S (model_follower.py). On SIGTERM or
+Ctrl-C it stops listening, answers the requests in flight, scores what the
+shadow has queued (a few seconds at most), writes every pending log row (or
+leaves it in the spill file for the next start), and stops the scorers.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from serving.app import build_app
 from serving.config import Settings
 from serving.core import PredictionService
 from serving.log_writer import LogWriter
+from serving.model_follower import ModelFollower, Models
 from serving.model_identity import resolve_model
-from serving.scorer import ScorerClient, ScorerSupervisor
-from serving.scorer_http import ScorerHttp
 from serving.scorer_process import ScorerProcess
+from serving.scorer_supervisor import ScorerStats
+from serving.served_model import ServedModel
+from serving.shadow import ShadowScorer
 
 log = logging.getLogger("serving")
 
@@ -103,16 +107,24 @@ async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threa
     await asyncio.to_thread(prepare_database, url)
     writer = LogWriter(url, settings.spill_dir, max_rows=settings.log_queue_rows).start()
 
-    http = ScorerHttp("127.0.0.1", scorer.port, timeout_s=settings.scorer_timeout_s)
-    supervisor = ScorerSupervisor(scorer, http)
+    stats = ScorerStats()
+    champion = ServedModel(identity, scorer, settings, stats=stats)
+    downloads = scorer.model_dir.parent  # removed by the entry point on the way out
+    models = Models(ModelFollower(settings.model_uri, "champion", settings, downloads, stats=stats,
+                                  current=champion), stats)
+    if settings.shadow_uri:
+        models.shadow_scorer = ShadowScorer(writer, share=settings.shadow_share,
+                                            max_queue_users=settings.shadow_queue_users)
+        models.shadow = ModelFollower(settings.shadow_uri, "shadow", settings, downloads, stats=stats,
+                                      nice=settings.shadow_nice, on_switch=models.shadow_scorer.use)
     runner = None
     try:
-        await supervisor.start()
+        await champion.start()  # its failures (RuntimeErrors naming the scorer) get a hint in __main__
         log.info("scorer: MLflow's scoring server answers, %.1f s after start", time.monotonic() - started_at)
-        client = ScorerClient(supervisor, lanes=settings.scorer_workers)
-        service = PredictionService(identity, client, writer, max_in_flight=settings.max_in_flight,
-                                    max_users=settings.max_batch_users)
-        runner = web.AppRunner(build_app(settings, service, supervisor, url), handle_signals=False,
+        service = PredictionService(champion, writer, max_in_flight=settings.max_in_flight,
+                                    max_users=settings.max_batch_users, shadow=models.shadow_scorer)
+        models.champion.on_switch = lambda served: setattr(service, "champion", served)
+        runner = web.AppRunner(build_app(settings, service, models, url), handle_signals=False,
                                shutdown_timeout=30, access_log=None)
         await runner.setup()
         # Everything loaded so far lives as long as the process: out of every garbage collection
@@ -122,12 +134,19 @@ async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threa
         base = f"http://{settings.host}:{settings.port}"
         print(f"ready in {time.monotonic() - started_at:.1f} s: {identity.name} version {identity.version} on "
               f"{base} (dashboard: {base}/dashboard, API docs: {base}/docs)", flush=True)
+        models.champion.start()
+        if models.shadow is not None:
+            models.shadow_scorer.start()
+            models.shadow.start(check_now=True)  # the shadow loads after the champion serves
         await stop.wait()
         log.info("stopping: finishing requests in flight")
     finally:
         if runner is not None:
             await runner.cleanup()  # stops listening, then waits for handlers in flight
-        await supervisor.stop()
-        http.close()
+        if models.shadow_scorer is not None:
+            await models.shadow_scorer.stop()
+        for follower in models.followers():
+            await follower.stop()
+        await champion.stop()  # when the start failed before the follower knew it
         await asyncio.to_thread(writer.stop)
         log.info("stopped: %d rows written, %d spilled", writer.rows_written, writer.rows_spilled)

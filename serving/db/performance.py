@@ -46,10 +46,11 @@ TOTALS, BINS = ("c",), ("p", "q", "a")
 _SUMS = ", ".join(f"sum({s})" for s in STATS)
 
 
-def rows_sql(dim: str, ranges: int, kinds=tuple(_KINDS), only_groups: bool = False) -> str:
-    """Statistics grouped from prediction_outcomes over ``ranges`` time ranges (parameters
-    %(start_K)s, %(end_K)s: start inclusive, end exclusive or NULL); with ``only_groups``, only the
-    versions %(versions)s and values %(values)s."""
+def rows_sql(dim: str, ranges: int, kinds=tuple(_KINDS), only_groups: bool = False,
+             source: str = "prediction_outcomes") -> str:
+    """Statistics grouped from ``source`` (prediction_outcomes, or a subquery with its columns)
+    over ``ranges`` time ranges (parameters %(start_K)s, %(end_K)s: start inclusive, end exclusive
+    or NULL); with ``only_groups``, only the versions %(versions)s and values %(values)s."""
     window = " OR ".join(f"(timestamp >= %(start_{k})s AND (%(end_{k})s::timestamptz IS NULL "
                          f"OR timestamp < %(end_{k})s))" for k in range(ranges))
     groups = " AND model_version = ANY(%(versions)s)" if only_groups else ""
@@ -57,7 +58,7 @@ def rows_sql(dim: str, ranges: int, kinds=tuple(_KINDS), only_groups: bool = Fal
         groups += f" AND ({_VALUE[dim]} = ANY(%(values)s) OR (%(with_null)s AND {_VALUE[dim]} IS NULL))"
     return " UNION ALL ".join(
         f"SELECT {_VALUE[dim]}, model_version, '{kind}'::\"char\", {_KINDS[kind][0]}, {_KINDS[kind][1]} "
-        f"FROM prediction_outcomes WHERE ({window}) {_KINDS[kind][2]}{groups} GROUP BY 1, 2, 4"
+        f"FROM {source} WHERE ({window}) {_KINDS[kind][2]}{groups} GROUP BY 1, 2, 4"
         for kind in kinds)
 
 

@@ -92,9 +92,13 @@ class Service:
         return self.process.returncode
 
     def scorer_pid(self) -> int:
-        found = subprocess.run(["pgrep", "-P", str(self.process.pid), "-f", "scorer_app"],
+        return self.scorer_pids()[0]
+
+    def scorer_pids(self) -> list[int]:
+        """The scorer processes this service started (the champion's first), oldest first."""
+        found = subprocess.run(["pgrep", "-P", str(self.process.pid), "-f", "serving.scorer_"],
                                capture_output=True, text=True).stdout.split()
-        return int(found[0])
+        return sorted(int(pid) for pid in found)
 
 
 @pytest.fixture(scope="session")

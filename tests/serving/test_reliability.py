@@ -30,9 +30,11 @@ USER = {"country": "es", "country_region": "Madrid", "source": "Organic", "platf
 class Load:
     """Sequential /predict requests from a thread, each with its own request id, until stopped."""
 
-    def __init__(self, port: int, prefix: str, pause_s: float = 0.01):
-        self.port, self.prefix, self.pause_s = port, prefix, pause_s
+    def __init__(self, port: int, prefix: str, pause_s: float = 0.01, headers: dict | None = None):
+        self.port, self.prefix, self.pause_s, self.headers = port, prefix, pause_s, headers or {}
         self.answers: dict[str, int] = {}
+        self.versions: dict[str, str] = {}   # X-Model-Version of each answer
+        self.bodies: dict[str, bytes] = {}
         self.failures: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -45,10 +47,11 @@ class Load:
             i += 1
             try:
                 connection.request("POST", "/predict", json.dumps(USER),
-                                   {"Content-Type": "application/json", "X-Request-Id": request_id})
+                                   {"Content-Type": "application/json", "X-Request-Id": request_id, **self.headers})
                 response = connection.getresponse()
-                response.read()
+                self.bodies[request_id] = response.read()
                 self.answers[request_id] = response.status
+                self.versions[request_id] = response.getheader("X-Model-Version")
             except (OSError, http.client.HTTPException) as error:
                 self.failures.append(f"{request_id}: {error!r}")
                 connection.close()
