@@ -1,6 +1,8 @@
 """The common approach's proxy: FastAPI, a pooled requests.Session, one INSERT per request.
 
     SCORER_URL=http://127.0.0.1:PORT DATABASE_URL=postgresql://... uvicorn benchmarks.common_proxy:app
+
+Without DATABASE_URL it logs nothing: the pass-through that benchmarks/sustained.py compares with.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ def _score(users: list[User]) -> tuple[list[dict], str]:
     answer.raise_for_status()
     predictions = answer.json()["predictions"]
     latency = (time.perf_counter() - started) * 1000
+    if not os.environ.get("DATABASE_URL"):
+        return predictions, request_id
     with _connection().cursor() as cursor:
         cursor.executemany("INSERT INTO common_predictions (request_id, input_data, predicted_revenue, latency_ms) "
                            "VALUES (%s, %s, %s, %s)",

@@ -76,7 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="engine=spark: auto (one per core Spark has), input (the reader's split, "
                         "no shuffle) or a number")
     p.add_argument("--log", type=_boolean, default=False,
-                   help="also write the scored users to the prediction log (not available yet)")
+                   help="also write the scored users to the prediction log (route batch_score; "
+                        "DATABASE_URL, or the embedded PostgreSQL in PGDATA_DIR)")
     return p.parse_args(argv)
 
 
@@ -155,10 +156,6 @@ def batch_score(input_path: str | Path, output_path: str | Path, *,
 
 def main(argv=None) -> BatchRun:
     args = parse_args(argv)
-    if args.log:
-        # Designed, not built: it waits for the prediction log's new database layer (issue 17).
-        sys.exit("batch_score: --log true (write the scored users to the prediction log with "
-                 "route=batch_score) is not available yet; run without it")
     settings = Settings.from_env()
     with mlflow.start_run():
         mlflow.log_params({"engine": args.engine, "input_path": args.input_path,
@@ -175,9 +172,23 @@ def main(argv=None) -> BatchRun:
         mlflow.log_params({"model_version": result.model_version, "scored_model_uri": result.model_uri})
         mlflow.log_metrics({"rows": result.rows, "seconds": result.seconds,
                             "users_per_s": result.users_per_s})
+        if args.log:
+            logged = _log_to_database(args, result, settings, mlflow.active_run().info.run_id)
+            mlflow.log_metrics({"logged_rows": logged})
     print(f"scored {result.rows} users with {result.model_uri} ({args.engine}) in "
           f"{result.seconds:.1f} s: {result.users_per_s:,.0f} users/s -> {args.output_path}")
     return result
+
+
+def _log_to_database(args, result: BatchRun, settings: Settings, run_id: str) -> int:
+    from pipelines.batch_log import log_scored  # not in the scoring processes: see the module doc
+
+    name = result.model_uri.split("/")[1] if result.model_uri.startswith("models:/") else None
+    started = time.perf_counter()
+    rows = log_scored(args.output_path, name, result.model_version, run_id,
+                      database_url=settings.database_url, pgdata_dir=settings.pgdata_dir, seconds=result.seconds)
+    print(f"logged {rows} users to the prediction log (route batch_score) in {time.perf_counter() - started:.1f} s")
+    return rows
 
 
 if __name__ == "__main__":

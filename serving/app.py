@@ -20,7 +20,6 @@ from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from revenue_model.contract import OUTPUT_COLUMNS
-from serving.db.dashboard import window_extras
 from serving.db.stats import prediction_stats
 from serving.config import Settings
 from serving.core import (
@@ -380,14 +379,10 @@ def parse_since(text: str | None, now: datetime, field: str = "since") -> dateti
 
 async def stats(request: web.Request) -> web.Response:
     since = parse_since(request.query.get("since"), datetime.now(timezone.utc))
-    body = await request.app[READS].run(request["record"], _stats_body, since)
+    body = await request.app[READS].run(request["record"], prediction_stats, since)
     writer = request.app[SERVICE].writer
     body.update({"since": since.isoformat(), "rows_waiting_to_be_written": writer.queued_rows})
     return json_response(body)
-
-
-def _stats_body(connection, since: datetime) -> dict:
-    return {**prediction_stats(connection, since), **window_extras(connection, since)}
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -459,5 +454,7 @@ def build_app(settings: Settings, service: PredictionService, models: Models,
     add_drift_routes(app)  # GET /drift, the drift gauges
     from serving.routes_loop import add_loop_routes  # it imports this module's helpers
     add_loop_routes(app)
+    from serving import log_upkeep
+    log_upkeep.register(app, database_url, settings.stats_refresh_s, settings.log_retention_days)
     return app
 

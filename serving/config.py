@@ -51,6 +51,8 @@ class Settings:
     drift_query_timeout_s: float = 10.0     # one /drift count over the log, at most
     drift_reference_timeout_s: float = 300.0  # computing an older model's reference profile, at most
     performance_refresh_s: float = 300.0    # realised-performance rollup and gauges; 0: only on GET /performance
+    stats_refresh_s: float = 10.0           # the /stats rollup reads new log rows this often; 0: never (slow /stats)
+    log_retention_days: int = 0             # drop the log's day partitions older than this; 0: keep everything
 
     @classmethod
     def from_env(cls, environ: dict | None = None) -> "Settings":
@@ -94,6 +96,8 @@ class Settings:
             drift_query_timeout_s=float(get("DRIFT_QUERY_TIMEOUT_S", cls.drift_query_timeout_s)),
             drift_reference_timeout_s=float(get("DRIFT_REFERENCE_TIMEOUT_S", cls.drift_reference_timeout_s)),
             performance_refresh_s=float(get("PERFORMANCE_REFRESH_S", cls.performance_refresh_s)),
+            stats_refresh_s=float(get("STATS_REFRESH_S", cls.stats_refresh_s)),
+            log_retention_days=int(get("LOG_RETENTION_DAYS", cls.log_retention_days)),
         )
 
 

@@ -1,5 +1,5 @@
-"""The dashboard's reads beyond release 1's /stats: traffic and latency per interval, how predictions
-are distributed, and the top acquisition sources. Over the log's champion rows, like stats.py; a
+"""The dashboard's reads beyond release 1's /stats: traffic and latency per interval, and the shapes
+of how predictions are distributed and of the top acquisition sources (counted in stats_cells.py). Over the log's champion rows, like stats.py; a
 request is its row at user index 0.
 
 Shapes (what GET /stats and GET /stats/timeseries return from these):
@@ -28,25 +28,6 @@ TOP_SOURCES = 10
 # many distinct values (every spelling of a source shows up among the most frequent in practice).
 RAW_SOURCES_READ = 1000
 
-_DISTRIBUTIONS = """
-    SELECT GROUPING(r) = 0, coalesce(r, p), count(*)
-    FROM (SELECT width_bucket(predicted_revenue, %(revenue_edges)s::float8[]) AS r,
-                 width_bucket(payer_probability, %(payer_edges)s::float8[]) AS p
-          FROM predictions
-          WHERE timestamp >= %(since)s AND role = 'champion' AND status_code = 200
-            AND predicted_revenue IS NOT NULL AND payer_probability IS NOT NULL) AS buckets
-    GROUP BY GROUPING SETS ((r), (p))"""
-
-_SOURCES = """
-    SELECT source, count(*), sum(predicted_revenue) FROM predictions
-    WHERE timestamp >= %(since)s AND role = 'champion' AND status_code = 200
-    GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %(limit)s"""
-
-_ERRORS_BY_ROUTE = """
-    SELECT route, status_code, count(*) FILTER (WHERE user_index = 0) FROM predictions
-    WHERE timestamp >= %(since)s AND role = 'champion' AND status_code <> 200
-    GROUP BY 1, 2 ORDER BY 1, 2"""
-
 _TIMESERIES = """
     SELECT slot.t, coalesce(r.requests, 0), coalesce(r.users, 0), coalesce(r.errors, 0), r.latency
     FROM generate_series(%(first)s::timestamptz, %(last)s::timestamptz, %(step)s::interval) AS slot(t)
@@ -62,27 +43,6 @@ _TIMESERIES = """
           AND route = ANY(%(routes)s)
         GROUP BY 1) AS r ON r.t = slot.t
     ORDER BY slot.t"""
-
-
-def window_extras(connection, since: datetime) -> dict:
-    """``distributions``, ``top_sources`` and ``errors_by_route`` over rows logged at or after ``since``."""
-    with connection.cursor() as cursor:
-        cursor.execute(_DISTRIBUTIONS, {"since": since, "revenue_edges": list(REVENUE_EDGES_USD),
-                                        "payer_edges": list(PAYER_EDGES)})
-        buckets = cursor.fetchall()
-        cursor.execute(_SOURCES, {"since": since, "limit": RAW_SOURCES_READ})
-        sources = cursor.fetchall()
-        cursor.execute(_ERRORS_BY_ROUTE, {"since": since})
-        errors = cursor.fetchall()
-    connection.rollback()
-    by_route: dict[str, dict[str, int]] = defaultdict(dict)
-    for route, status, requests in errors:
-        by_route[route][str(status)] = requests
-    revenue = [(b, n) for is_revenue, b, n in buckets if is_revenue]
-    payer = [(b, n) for is_revenue, b, n in buckets if not is_revenue]
-    return {"distributions": {"predicted_revenue": histogram(REVENUE_EDGES_USD, revenue),
-                              "payer_probability": histogram(PAYER_EDGES, payer)},
-            "top_sources": fold_sources(sources), "errors_by_route": dict(by_route)}
 
 
 def histogram(edges: tuple, bucket_counts: list[tuple[int, int]]) -> dict:

@@ -1,9 +1,10 @@
-"""The log's day partitions: created ahead of time, and on demand for the days a batch of rows needs.
+"""The log's day partitions: created ahead of time, on demand for the days a batch of rows needs,
+and dropped whole past the retention period.
 
 A row whose day has no partition is refused by PostgreSQL, so every writer of log rows asks
 ``Partitions.ensure`` for its rows' days first. Creating a partition locks the parent table
 briefly, so this is done once per day and process (remembered), and ``AHEAD_DAYS`` ahead so that
-midnight never waits for it.
+midnight never waits for it (the service also does it periodically: serving/log_upkeep.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class Partitions:
         Returns how many were created.
         """
         today = datetime.now(timezone.utc).date()
+        # Older days are asked again: retention may have dropped them (a replay then makes them anew).
+        self._known = {day for day in self._known if day >= today - timedelta(days=1)}
         wanted = set(days) | {today + timedelta(days=k) for k in range(AHEAD_DAYS + 1)}
         missing = sorted(wanted - self._known)
         if not missing:
@@ -49,3 +52,27 @@ class Partitions:
     def forget(self) -> None:
         """After a rollback or a new connection: the partitions made in it may not exist."""
         self._known.clear()
+
+
+_DAY_PARTITIONS = """
+    SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = 'predictions'::regclass AND c.relname ~ '^predictions_[0-9]{8}$'"""
+
+
+def drop_days_before(connection, first_kept: date) -> list[str]:
+    """Drop the log's day partitions before ``first_kept`` and the /stats rollup's hours before it;
+    commit. Returns the partitions dropped (oldest first).
+
+    What stays: the realised-performance rollup (prediction_outcomes and its day cells, one row per
+    user and model version, no inputs), so /performance keeps covering the predictions dropped.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL lock_timeout = '5s'")  # dropping locks the parent: never queue long
+        cursor.execute(_DAY_PARTITIONS)
+        old = sorted(name for (name,) in cursor.fetchall()
+                     if datetime.strptime(name[-8:], "%Y%m%d").date() < first_kept)
+        for name in old:
+            cursor.execute(f'DROP TABLE "{name}"')
+        cursor.execute("DELETE FROM stats_cells WHERE hour < %s::date::timestamp AT TIME ZONE 'UTC'", (first_kept,))
+    connection.commit()
+    return old

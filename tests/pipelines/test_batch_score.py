@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import psycopg2
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -195,9 +196,27 @@ def test_the_cli_logs_a_failed_run_with_the_reason(installs, tracking, tmp_path,
     assert run.info.status == "FAILED" and run.data.params["input_path"] == str(source)
 
 
-def test_log_true_is_refused_as_not_yet_available(tmp_path):
-    with pytest.raises(SystemExit, match="not available yet"):
-        batch_score.main(["--input-path", "x.csv", "--output-path", "y.parquet", "--log", "true"])
+def test_log_true_writes_every_scored_user_to_the_prediction_log(installs, expected, champion_version,
+                                                                 fresh_database, tmp_path, monkeypatch):
+    source, out = tmp_path / "installs.parquet", tmp_path / "scored.parquet"
+    installs.head(1200).to_parquet(source, index=False)
+    monkeypatch.setenv("DATABASE_URL", fresh_database)
+    batch_score.main(["--input-path", str(source), "--output-path", str(out), "--log", "true", "--workers", "1"])
+    run = mlflow.last_active_run()
+    connection = psycopg2.connect(fresh_database)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT user_index, request_id, route, status_code, model_version, user_id, country, "
+                       "event_3, predicted_revenue, input_data FROM predictions ORDER BY user_index")
+        rows = cursor.fetchall()
+    connection.close()
+    assert len(rows) == 1200 and [r[0] for r in rows] == list(range(1200))
+    assert {(r[1], r[2], r[3], r[4]) for r in rows} == {(run.info.run_id, "batch_score", 200, champion_version)}
+    sent = installs.head(1200)
+    assert [r[5] for r in rows] == list(sent["user_id"]) and [r[6] for r in rows] == list(sent["country"])
+    assert rows[6][7] is None and rows[6][9]["event_3"] is None  # missing (Parquet holds it as null)
+    assert rows[4][9]["country_region"] == "NA" and rows[3][9]["os_version"] == "10"
+    np.testing.assert_allclose([r[8] for r in rows], expected["predicted_revenue"].head(1200), rtol=1e-12)
+    assert run.data.metrics["logged_rows"] == 1200
 
 
 def test_a_process_that_imported_the_package_first_is_refused(model_dir):
