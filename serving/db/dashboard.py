@@ -1,6 +1,6 @@
-"""The dashboard's reads beyond release 1's /stats: traffic and latency per interval, and the shapes
-of how predictions are distributed and of the top acquisition sources (counted in stats_cells.py). Over the log's champion rows, like stats.py; a
-request is its row at user index 0.
+"""The dashboard's reads beyond release 1's /stats: traffic and latency per interval, over the log's
+champion rows like stats.py (a request is its row at user index 0), and the shapes of the
+distributions and top sources that stats_cells.py counts.
 
 Shapes (what GET /stats and GET /stats/timeseries return from these):
 - ``distributions``: ``{"predicted_revenue": {"edges": [...], "counts": [...]}, "payer_probability": ...}``,
