@@ -10,24 +10,22 @@ import hmac
 import logging
 import re
 import uuid
-import zlib
 from datetime import datetime, timedelta, timezone
 
 import orjson
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from revenue_model.contract import OUTPUT_COLUMNS
 from serving.db.stats import prediction_stats
 from serving.config import Settings
 from serving.core import (
-    BODY_COST, VALUE_COST, VALUES_PER_USER, Overloaded, PredictionService, RequestRecord, RequestRejected,
-    batch_users, count_json_values, invocation_users, parse_json, single_user,
+    BODY_COST, Overloaded, PredictionService, RequestRecord, RequestRejected, batch_users, invocation_users,
+    single_user,
 )
-from serving import routes_dashboard
-from serving.inflate import ENCODINGS, TooLarge, inflate
+from serving import routes_dashboard, routes_docs
+from serving.app_keys import CHARGED, OPENAPI, SERVICE, SETTINGS
+from serving.request_body import body_bound, content_type_header, json_body, keep_body, read_body
 from serving.rate_limit import TokenBucket
 from serving.read_queries import Reads
 from serving.model_follower import MODELS, Models
@@ -40,17 +38,13 @@ REQUEST_ID_HEADER = "X-Request-Id"
 MODEL_VERSION_HEADER = "X-Model-Version"
 PREDICTION_ROUTES = {"/predict", "/batch_predict", "/invocations"}
 OPEN_ROUTES = {"/health"}  # with the dashboard's page and files (routes_dashboard.is_open), no API key
-CHARGED = "charged"  # a request's memory estimate, counted against MAX_IN_FLIGHT_BYTES
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
-SERVICE = web.AppKey("service", PredictionService)
-SETTINGS = web.AppKey("settings", Settings)
 STATS_DB = web.AppKey("stats_db", str)
 METRICS = web.AppKey("metrics", dict)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
-OPENAPI = web.AppKey("openapi", dict)
 UNAUTHORISED_ROWS = web.AppKey("unauthorised_rows", TokenBucket)
 READS = web.AppKey("reads", Reads)
 DRAINING = web.AppKey("draining", asyncio.Event)  # set when the service stops (serving/shutdown.py)
@@ -134,7 +128,7 @@ async def _answer(request: web.Request, handler, record: RequestRecord, counted:
                 and not _authorised(request, settings)):
             raise RequestRejected(401, "unauthorised", "a valid API key is required in X-API-Key")
         if counted:
-            charge = BODY_COST * _body_bound(request, settings)
+            charge = BODY_COST * body_bound(request, settings)
             service.admit(charge)
             request[CHARGED] = charge  # released by _account: the request's memory lives until then
         response = await handler(request)
@@ -202,80 +196,6 @@ def _authorised(request: web.Request, settings: Settings) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), settings.api_key.encode())
 
 
-def _body_bound(request: web.Request, settings: Settings) -> int:
-    """The most bytes this request's body can take once read: its Content-Length when it is sent
-    as is, else (compressed, chunked) MAX_BODY_BYTES."""
-    length = request.content_length
-    encoded = request.headers.get("Content-Encoding", "identity").strip().lower() != "identity"
-    return settings.max_body_bytes if length is None or encoded else min(length, settings.max_body_bytes)
-
-
-def _content_type(request: web.Request) -> str | None:
-    """The Content-Type header as sent, or None; 415 when it is not printable ASCII (RFC 9110's
-    media types are), which the scorer could not be sent either."""
-    value = request.headers.get("Content-Type")
-    if value is not None and not (value.isascii() and value.isprintable()):
-        raise RequestRejected(415, "unsupported_media_type", "Content-Type must be printable ASCII",
-                              [{"row": None, "field": "Content-Type", "reason": "is not printable ASCII"}])
-    return value
-
-
-def _media_type(request: web.Request) -> str:
-    """The Content-Type without parameters; JSON when the client sent none."""
-    return request.content_type if _content_type(request) is not None else "application/json"
-
-
-async def _json_body(request: web.Request):
-    content_type = _media_type(request)
-    if content_type != "application/json" and not content_type.endswith("+json"):
-        raise RequestRejected(415, "unsupported_media_type",
-                              f"Content-Type must be application/json, not {content_type!r}",
-                              [{"row": None, "field": "Content-Type", "reason": "is not JSON"}])
-    body = await _read_body(request)
-    request["body"] = body
-    values, most = count_json_values(body), VALUES_PER_USER * request.app[SETTINGS].max_batch_users
-    try:
-        if values > most:
-            raise RequestRejected(413, "too_many_values", f"the body holds more than {most} JSON values",
-                                  [{"row": None, "field": "body", "reason": f"more than {most} JSON values"}])
-        if CHARGED in request:  # what it parses into counts against MAX_IN_FLIGHT_BYTES too
-            request.app[SERVICE].grow(VALUE_COST * values)
-            request[CHARGED] += VALUE_COST * values
-        return parse_json(body)
-    except RequestRejected:
-        _keep_body(request)
-        raise
-
-
-def _keep_body(request: web.Request) -> None:
-    """Log the body as sent (decoded leniently, its start only) when it has no users to log one by one."""
-    limit = request.app[SETTINGS].log_input_max_bytes
-    request["record"].raw_body = request["body"][:limit].decode("utf-8", "backslashreplace")
-
-
-async def _read_body(request: web.Request) -> bytes:
-    """The body, inflated when it is compressed; at most MAX_BODY_BYTES both as sent and inflated."""
-    limit = request.app[SETTINGS].max_body_bytes
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ENCODINGS:
-        raise RequestRejected(415, "unsupported_content_encoding", f"Content-Encoding must be one of "
-                              f"{', '.join(ENCODINGS)}", [{"row": None, "field": "Content-Encoding",
-                                                           "reason": "is not supported"}])
-    try:
-        body = inflate(await request.read(), encoding, limit)
-    except (web.HTTPRequestEntityTooLarge, TooLarge):
-        # Made here, not kept in a local: a local holding the exception would make its traceback a
-        # reference cycle that keeps the inflated bytes alive until a full garbage collection.
-        raise RequestRejected(413, "body_too_large", f"the body is over {limit} bytes (after decompression)",
-                              [{"row": None, "field": "body", "reason": "is too large"}]) from None
-    except (zlib.error, HttpProcessingError, RequestPayloadError) as error:  # not gzip after all, a broken chunk
-        field = "Content-Encoding" if encoding != "identity" else "body"
-        raise RequestRejected(400, "unreadable_body", f"{field}: the body could not be read: {error}",
-                              [{"row": None, "field": field, "reason": "could not be decoded"}]) from None
-    request["record"].body_bytes = len(body)
-    return body
-
-
 def _prediction(output: dict, user) -> dict:
     out = {c: output[c] for c in OUTPUT_COLUMNS}
     user_id = user.get("user_id") if isinstance(user, dict) else None
@@ -291,18 +211,18 @@ def _stamp(record: RequestRecord, service: PredictionService) -> dict:
 
 async def predict(request: web.Request) -> web.Response:
     service, record = request.app[SERVICE], request["record"]
-    users = single_user(await _json_body(request))
+    users = single_user(await json_body(request))
     (output,) = await service.predict(record, users)
     return json_response({**_prediction(output, users[0]), **_stamp(record, service)})
 
 
 async def batch_predict(request: web.Request) -> web.Response:
     service, record = request.app[SERVICE], request["record"]
-    payload = await _json_body(request)
+    payload = await json_body(request)
     try:
         users = batch_users(payload)
     except RequestRejected:
-        _keep_body(request)
+        keep_body(request)
         raise
     outputs = await service.predict(record, users)
     predictions = [_prediction(o, u) for o, u in zip(outputs, users)]
@@ -319,19 +239,19 @@ async def invocations(request: web.Request) -> web.Response:
     """
     service, record = request.app[SERVICE], request["record"]
     # No header: a body of unknown type (RFC 9110), which MLflow answers with 415 and its types.
-    content_type = _content_type(request) or "application/octet-stream"
+    content_type = content_type_header(request) or "application/octet-stream"
     if request.content_type == "application/json":
-        payload = await _json_body(request)
+        payload = await json_body(request)
         users = invocation_users(payload)
         if users is None:
-            _keep_body(request)
+            keep_body(request)
             raise RequestRejected(400, "invalid_input", "expected MLflow's JSON input: an object with "
                                   "dataframe_split, dataframe_records, instances or inputs")
         service.validate(record, users)
         body = request["body"]
     else:  # CSV, Parquet ...: MLflow parses them
-        body = request["body"] = await _read_body(request)
-        _keep_body(request)
+        body = request["body"] = await read_body(request)
+        keep_body(request)
     status, answer, answer_type = await service.passthrough(record, body, content_type)
     if status == 200 and answer_type == "application/json":
         predictions = orjson.loads(answer).get("predictions")
@@ -404,29 +324,6 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(app[REGISTRY]), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def openapi(request: web.Request) -> web.Response:
-    return json_response(request.app[OPENAPI])
-
-
-_DOCS = """<!doctype html><html><head><meta charset="utf-8"><title>D7 revenue prediction API</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}pre{{background:#f4f4f4;padding:1em;
-overflow:auto}}</style></head><body><h1>D7 revenue prediction API</h1>
-<p>The OpenAPI document is at <a href="/openapi.json">/openapi.json</a>.</p>{routes}
-<h2>Schemas</h2><pre>{schemas}</pre></body></html>"""
-
-
-async def docs(request: web.Request) -> web.Response:
-    document = request.app[OPENAPI]
-    routes = "".join(f"<h3>{method.upper()} {path}</h3><p>{op['summary']}</p>"
-                     for path, ops in document["paths"].items() for method, op in ops.items())
-    schemas = orjson.dumps(document["components"]["schemas"], option=orjson.OPT_INDENT_2).decode()
-    return web.Response(text=_DOCS.format(routes=routes, schemas=_escape(schemas)), content_type="text/html")
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def build_app(settings: Settings, service: PredictionService, models: Models,
               database_url: str) -> web.Application:
     app = web.Application(middlewares=[handle], client_max_size=settings.max_body_bytes)
@@ -445,8 +342,8 @@ def build_app(settings: Settings, service: PredictionService, models: Models,
     app.router.add_post("/invocations", invocations)
     app.router.add_get("/stats", stats)
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/openapi.json", openapi)
-    app.router.add_get("/docs", docs)
+    app.router.add_get("/openapi.json", routes_docs.openapi)
+    app.router.add_get("/docs", routes_docs.docs)
     routes_dashboard.register(app)
     from serving.routes_models import add_model_routes  # it imports this module's helpers
     add_model_routes(app, models)  # /model/info, /shadow, /admin/model/check

@@ -23,7 +23,8 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge
 
 from revenue_model.labels import InvalidLabels, validate_labels
-from serving.app import OPENAPI, READS, REGISTRY, SETTINGS, STATS_DB, _json_body, _keep_body, json_response, parse_since
+from serving.app import OPENAPI, READS, REGISTRY, SETTINGS, STATS_DB, json_response, parse_since
+from serving.request_body import json_body, keep_body
 from serving.core import RequestRejected
 from serving.db import outcomes
 from serving.db.connection import connect
@@ -63,10 +64,10 @@ def add_loop_routes(app: web.Application) -> None:
 
 async def post_labels(request: web.Request) -> web.Response:
     app, record = request.app, request["record"]
-    payload = await _json_body(request)
+    payload = await json_body(request)
     labels = payload.get("labels") if isinstance(payload, dict) else None
     if not isinstance(labels, list) or not labels:
-        _keep_body(request)
+        keep_body(request)
         reason = "is required" if labels is None else ("must be a list" if not isinstance(labels, list)
                                                        else "must not be empty")
         raise RequestRejected(400, "invalid_input", f'"labels" {reason}: send {{"labels": [{{"user_id": ..., '
@@ -79,7 +80,7 @@ async def post_labels(request: web.Request) -> web.Response:
     try:
         columns = validate_labels(labels)
     except InvalidLabels as error:
-        _keep_body(request)
+        keep_body(request)
         raise RequestRejected(400, "invalid_input", str(error), [p.as_dict() for p in error.problems]) from None
     try:
         inserted, replaced = await asyncio.to_thread(store_labels, app[STATS_DB], columns,
