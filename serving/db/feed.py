@@ -10,6 +10,13 @@ is between taking a number and committing, so every number up to the mark is com
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+import psycopg2.errors
+
+# How long a refresher waits for another one (or for writers in flight) before giving up its turn.
+LOCK_TIMEOUT = "5s"
+
 # Advisory lock keys (any constants; one per feed, so label writes never wait for log writes).
 LOG_FEED = 0x7265765F6C6F67      # 'rev_log'
 LABEL_FEED = 0x7265765F6C6162    # 'rev_lab'
@@ -34,3 +41,24 @@ def high_water_mark(cursor, feed: int) -> int:
     finally:
         cursor.execute("SELECT pg_advisory_unlock(%s)", (feed,))
     return int(mark)
+
+
+class FeedBusy(Exception):
+    """Another refresher held the feed (or writers held its lock) for longer than LOCK_TIMEOUT."""
+
+
+@contextmanager
+def feed_transaction(connection):
+    """A cursor in one transaction of a feed's reader: committed when the block ends, rolled back
+    when it raises; FeedBusy instead of psycopg2's LockNotAvailable."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            yield cursor
+        connection.commit()
+    except psycopg2.errors.LockNotAvailable:
+        connection.rollback()
+        raise FeedBusy from None
+    except BaseException:
+        connection.rollback()
+        raise

@@ -14,16 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-import psycopg2.errors
 
-from serving.db.feed import LABEL_FEED, LOG_FEED, high_water_mark
+from serving.db.feed import LABEL_FEED, LOG_FEED, FeedBusy, feed_transaction, high_water_mark
 from serving.db.performance import CELL_DIMS, range_parameters, rows_sql
 from serving.performance import STATS, spans_to_build
 
 # Rows read per refresh transaction: a few seconds of work on a busy 2-core machine at most,
 # so a refresh on a request's path stays short and the background one commits as it goes.
 BATCH_ROWS = 100_000
-LOCK_TIMEOUT = "5s"
 
 _DAY = "(timestamp AT TIME ZONE 'UTC')::date"
 _COLUMNS = ("log_id, timestamp, route, country, platform, source, predicted_revenue, payer_probability, "
@@ -91,8 +89,7 @@ def refresh(connection, *, batch_rows: int = BATCH_ROWS) -> Refreshed | None:
     None when another refresher or builder holds the feed for longer than LOCK_TIMEOUT.
     """
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        with feed_transaction(connection) as cursor:
             cursor.execute("SELECT last_log_id, last_label_seq FROM outcome_feed WHERE id = 1 FOR UPDATE")
             last_log, last_label = cursor.fetchone()
             log_mark, label_mark = high_water_mark(cursor, LOG_FEED), high_water_mark(cursor, LABEL_FEED)
@@ -106,13 +103,8 @@ def refresh(connection, *, batch_rows: int = BATCH_ROWS) -> Refreshed | None:
                 labels = cursor.fetchone()[0]
             cursor.execute("UPDATE outcome_feed SET last_log_id = %s, last_label_seq = %s WHERE id = 1",
                            (max(log_to, last_log), max(label_to, last_label)))
-        connection.commit()
-    except psycopg2.errors.LockNotAvailable:
-        connection.rollback()
+    except FeedBusy:
         return None
-    except BaseException:
-        connection.rollback()
-        raise
     return Refreshed(predictions, labels, max(log_mark - log_to, 0), max(label_mark - label_to, 0))
 
 
@@ -133,15 +125,13 @@ def build_spans(connection, *, today: date, max_spans: int = 1) -> list[tuple[da
     done = []
     for _ in range(max_spans):
         try:
-            with connection.cursor() as cursor:
-                cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            with feed_transaction(connection) as cursor:
                 cursor.execute("SELECT 1 FROM outcome_feed WHERE id = 1 FOR UPDATE")
                 cursor.execute(f"SELECT min({_DAY}) FROM prediction_outcomes")
                 (first_day,) = cursor.fetchone()
                 cursor.execute("SELECT start, days FROM outcome_spans")
                 todo = spans_to_build(set(cursor.fetchall()), first_day, today)
                 if not todo:
-                    connection.rollback()
                     break
                 ((start, days),) = todo
                 cursor.execute("DELETE FROM outcome_cells WHERE start = %s AND days = %s", (start, days))
@@ -156,12 +146,7 @@ def build_spans(connection, *, today: date, max_spans: int = 1) -> list[tuple[da
                     cursor.execute(_BUILD_SPAN, {"start": start, "days": days, "second": start + timedelta(days=half),
                                                  "half": half})
                 cursor.execute("INSERT INTO outcome_spans (start, days) VALUES (%s, %s)", (start, days))
-            connection.commit()
             done.append((start, days))
-        except psycopg2.errors.LockNotAvailable:
-            connection.rollback()
+        except FeedBusy:
             break
-        except BaseException:
-            connection.rollback()
-            raise
     return done

@@ -8,14 +8,11 @@ Counts, sums, minima and maxima add up exactly; latency is kept in bins (``LATEN
 
 from __future__ import annotations
 
-import psycopg2.errors
-
 from serving.db.dashboard import PAYER_EDGES, REVENUE_EDGES_USD
-from serving.db.feed import LOG_FEED, high_water_mark
+from serving.db.feed import LOG_FEED, FeedBusy, feed_transaction, high_water_mark
 
 # Rows read per refresh transaction: seconds of work at most on a busy 2-core machine.
 BATCH_ROWS = 200_000
-LOCK_TIMEOUT = "5s"
 # Latency bins: round(ln(ms) * 200), so a bin's value exp(bin / 200) is within 0.25 % of its rows'.
 LATENCY_BINS_PER_E = 200
 
@@ -72,8 +69,7 @@ def refresh(connection, *, batch_rows: int = BATCH_ROWS) -> int | None:
     None when another refresher holds the feed for longer than LOCK_TIMEOUT.
     """
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        with feed_transaction(connection) as cursor:
             cursor.execute("SELECT last_log_id FROM stats_feed WHERE id = 1 FOR UPDATE")
             (last,) = cursor.fetchone()
             mark = high_water_mark(cursor, LOG_FEED)
@@ -81,13 +77,8 @@ def refresh(connection, *, batch_rows: int = BATCH_ROWS) -> int | None:
             if through > last:
                 cursor.execute(_APPLY, {"after": last, "through": through, **EDGES})
                 cursor.execute("UPDATE stats_feed SET last_log_id = %s WHERE id = 1", (through,))
-        connection.commit()
-    except psycopg2.errors.LockNotAvailable:
-        connection.rollback()
+    except FeedBusy:
         return None
-    except BaseException:
-        connection.rollback()
-        raise
     return max(mark - through, 0)
 
 

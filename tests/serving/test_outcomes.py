@@ -10,7 +10,7 @@ import numpy as np
 import psycopg2
 import pytest
 
-from serving.db import outcomes
+from serving.db import feed, outcomes
 from serving.db.labels import upsert_labels
 from serving.db.log_rows import ROW_COLUMNS, write_rows
 from serving.db.partitions import Partitions
@@ -257,7 +257,7 @@ def test_changes_after_cells_were_built_reach_the_answer(story):
 def test_a_log_row_committed_late_is_not_skipped(database, fresh_database, monkeypatch):
     """A writer that took an id, then a second writer that took a later one and committed first:
     the refresh waits (here: gives up) rather than read past the first one's id for good."""
-    monkeypatch.setattr(outcomes, "LOCK_TIMEOUT", "300ms")
+    monkeypatch.setattr(feed, "LOCK_TIMEOUT", "300ms")
     rng = np.random.default_rng(13)
     slow, known = psycopg2.connect(fresh_database, connection_factory=HeldCommit), Partitions()
     known.ensure(slow, [TODAY])  # today's partition made and committed beforehand, as on any busy day

@@ -9,10 +9,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from serving.db import stats_cells
-from serving.db.connection import connect
 from serving.db.log_rows import ROW_COLUMNS, write_rows
 from serving.db.partitions import Partitions, drop_days_before
-from serving.db.schema import migrate
 from serving.db.stats import prediction_stats
 from serving.log_upkeep import partitions_pass
 
@@ -20,11 +18,8 @@ NOW = datetime.now(timezone.utc)
 
 
 @pytest.fixture
-def database(fresh_database):
-    connection = connect(fresh_database)
-    migrate(connection)
-    yield connection
-    connection.close()
+def database(migrated_database):
+    return migrated_database
 
 
 def rows_of_request(rng, request, moment, users, *, status=200, route="/batch_predict", role="champion",
