@@ -4,7 +4,7 @@ With ``LOG_LEVEL`` empty (the default), the project's loggers (``serving``,
 ``pipelines``) write at INFO, every other library at ERROR, and the warnings
 known to be noise are off: pgserver's full pg_ctl command lines, MLflow's
 INFO chatter, its deprecation warnings and its "Add type hints" warning,
-uvicorn's start-up lines in the scorer. ``LOG_LEVEL=INFO`` (or DEBUG,
+uvicorn's start-up lines in the scorer, MLflow's download progress bars. ``LOG_LEVEL=INFO`` (or DEBUG,
 WARNING ...) sets every logger to that level and lets Python's warnings
 through again, in this process and in the processes it starts.
 
@@ -43,7 +43,9 @@ def child_environment(level: str) -> dict[str, str]:
     """Variables for the processes this one starts (scorer, ``mlflow run``), so they are as quiet."""
     if level:
         return {"MLFLOW_LOGGING_LEVEL": level.upper(), "UVICORN_LOG_LEVEL": level.lower()}
+    # The service downloads each new model version while it serves (hot swaps): no progress bars.
     return {"MLFLOW_LOGGING_LEVEL": "ERROR", "UVICORN_LOG_LEVEL": "warning",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
             "PYTHONWARNINGS": ",".join(f"ignore::{c.__name__}" for c in QUIET_WARNINGS)}
 
 

@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 import uuid
+from pathlib import Path
 import zlib
 from datetime import datetime, timezone
 
@@ -230,6 +231,9 @@ def test_the_alias_moved_under_load_and_back_fails_no_request_and_each_row_says_
     assert metric(service, 'revenue_model_swaps_total{role="champion"}') == swaps_before + 2
     # The retired scorers are stopped: one champion and one shadow remain.
     assert wait_until(lambda: len(service.scorer_pids()) == 2, 60), service.scorer_pids()
+    # Quiet by default after "ready" too: a swap's download draws no MLflow progress bar.
+    service.log.flush()
+    assert "Downloading artifacts" not in Path(service.log.name).read_text()
     print(f"{len(order)} requests across two swaps, none failed")
 
 
