@@ -40,6 +40,7 @@ PREDICTION_ROUTES = {"/predict", "/batch_predict", "/invocations"}
 OPEN_ROUTES = {"/health"}  # with the dashboard's page and files (routes_dashboard.is_open), no API key
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_LAST_YEAR = 9998
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 STATS_DB = web.AppKey("stats_db", str)
@@ -279,7 +280,7 @@ async def health(request: web.Request) -> web.Response:
 def parse_since(text: str | None, now: datetime, field: str = "since") -> datetime:
     """``field`` as a UTC time: ISO 8601 (UTC when it has no offset) or a duration back from
     ``now`` (30m, 6h, 7d); absent: the epoch. 400 naming ``field`` when it is neither, or falls
-    outside years 1-9999."""
+    outside years 1-9998 (the readers add hours and days to it: year 9999 would overflow there)."""
     if not text:
         return datetime(1970, 1, 1, tzinfo=timezone.utc)
     try:
@@ -288,11 +289,14 @@ def parse_since(text: str | None, now: datetime, field: str = "since") -> dateti
         # "+00:00" typed into a URL arrives as " 00:00".
         moment = datetime.fromisoformat(text.strip().replace(" ", "+"))
         # In UTC: PostgreSQL takes offsets up to 15:59 only, Python up to 23:59.
-        return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        moment = moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        if moment.year > _LAST_YEAR:
+            raise OverflowError
+        return moment
     except ValueError:
         reason = "is not a time or a duration"
     except OverflowError:
-        reason = "is outside the years 1 to 9999"
+        reason = f"is outside the years 1 to {_LAST_YEAR}"
     raise RequestRejected(400, "invalid_input", f"{field}: {text[:100]!r} {reason} (an ISO 8601 time "
                           "or a duration like 30m, 6h, 7d)", [{"row": None, "field": field, "reason": reason}])
 
