@@ -34,7 +34,13 @@ async def model_info(request: web.Request) -> web.Response:
 
 
 async def check_models(request: web.Request) -> web.Response:
-    """Check every followed alias now (backoff ignored) and answer what happened to each."""
+    """Check every followed alias now (backoff ignored) and answer what happened to each.
+
+    Only with an API key configured: without one every caller could make the service download and
+    start a scorer on each call (a forced check skips the backoff)."""
+    if not request.app[SETTINGS].api_key:
+        raise RequestRejected(403, "forbidden", "POST /admin/model/check needs API_KEY set on the service",
+                              [{"row": None, "field": "X-API-Key", "reason": "no API_KEY is configured"}])
     models = request.app[MODELS]
     champion, shadow = await asyncio.gather(
         models.champion.check(force=True),

@@ -244,3 +244,9 @@ def test_docs_and_openapi(http):
 def test_stats_rejects_a_bad_since(http):
     status, _, body = http.get("/stats?since=yesterday-ish")
     assert status == 400 and body["problems"][0]["field"] == "since"
+
+
+def test_the_admin_route_is_refused_when_no_api_key_is_configured(http):
+    """Without API_KEY every route is open; the one that starts scorers on demand is not."""
+    status, _, answer = http.post("/admin/model/check")
+    assert status == 403 and answer["problems"][0]["field"] == "X-API-Key"
