@@ -56,7 +56,9 @@ def story(tmp_path_factory):
     chapters = {}
     chapters["train_1"] = ok(store.run("train", data_path=data, seed=1))
     chapters["challenger_1"] = store.alias("challenger")
-    chapters["promote_1"] = ok(store.run("promote"))
+    # The first promotion has no champion to compare with, and the ±20 % total check applies: on a
+    # 600-user test split the total swings too much to judge, so it is judged on the 30,000-user holdout.
+    chapters["promote_1"] = ok(store.run("promote", data_path=holdout))
     chapters["champion_1"] = store.alias("champion")
     chapters["train_2"] = ok(store.run("train", data_path=data, seed=1, max_rounds=1,
                                        learning_rate=0.001, candidates="ziln"))
