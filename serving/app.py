@@ -277,6 +277,13 @@ async def health(request: web.Request) -> web.Response:
     return json_response(body, 200 if ready else 503)
 
 
+def parse_duration(text: str) -> timedelta | None:
+    """``30s``, ``30m``, ``6h``, ``7d``, ``2w`` as a timedelta; None when ``text`` is none of these.
+    OverflowError past timedelta's range ("99999999999w")."""
+    match = _DURATION.match(text.strip())
+    return timedelta(**{_UNITS[match[2]]: float(match[1])}) if match else None
+
+
 def parse_since(text: str | None, now: datetime, field: str = "since") -> datetime:
     """``field`` as a UTC time: ISO 8601 (UTC when it has no offset) or a duration back from
     ``now`` (30m, 6h, 7d); absent: the epoch. 400 naming ``field`` when it is neither, or falls
@@ -284,8 +291,8 @@ def parse_since(text: str | None, now: datetime, field: str = "since") -> dateti
     if not text:
         return datetime(1970, 1, 1, tzinfo=timezone.utc)
     try:
-        if match := _DURATION.match(text.strip()):
-            return now - timedelta(**{_UNITS[match[2]]: float(match[1])})
+        if (span := parse_duration(text)) is not None:
+            return now - span
         # "+00:00" typed into a URL arrives as " 00:00".
         moment = datetime.fromisoformat(text.strip().replace(" ", "+"))
         # In UTC: PostgreSQL takes offsets up to 15:59 only, Python up to 23:59.

@@ -58,9 +58,8 @@ def parse_step(text: str | None, span: timedelta) -> timedelta:
     if not text:
         seconds = next((s for s in STEPS_S if math.ceil(span.total_seconds() / s) <= TARGET_INTERVALS), STEPS_S[-1])
         return timedelta(seconds=seconds)
-    match = web_app._DURATION.match(text.strip())  # the durations `since` takes
     try:
-        step = timedelta(**{web_app._UNITS[match[2]]: float(match[1])}) if match else None
+        step = web_app.parse_duration(text)  # the durations `since` takes
     except OverflowError:  # "99999999999w"
         step = None
     if step is None or step.total_seconds() < MIN_STEP_S:
