@@ -89,10 +89,10 @@ def in_process(predictor, ours_uri: str, common_uri: str, users: pd.DataFrame) -
 # -- processes ---------------------------------------------------------------------------------
 
 class Process:
-    def __init__(self, command, env, log_path):
+    def __init__(self, command, env, log_path, cwd=PROJECT):
         self.log = open(log_path, "w")
         self.started = time.perf_counter()
-        self.process = subprocess.Popen(command, env=env, cwd=PROJECT, stdout=self.log,
+        self.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=self.log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop(self):
