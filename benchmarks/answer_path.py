@@ -30,6 +30,7 @@ from pipelines.model_logging import log_revenue_model
 from revenue_model.predictor import fit_predictor
 from revenue_model.synthetic import generate_users
 from serving import app as service_app
+from serving import scorer_app
 from serving import core
 from serving.db import log_rows as db_log_rows
 from serving.model_identity import ModelIdentity
@@ -68,6 +69,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="revenue-answer-path-"))
     model = load_model(work)
+    scorer_app.install_one_shot_json()  # as the scorer process does
     users = json.loads(generate_users(args.users, seed=1).drop(columns=["revenue", "install_date"])
                        .to_json(orient="records"))
     body = json.dumps({"users": users}).encode()

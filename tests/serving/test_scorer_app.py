@@ -1,6 +1,15 @@
 import asyncio
+import io
 import threading
 
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.pyfunc import scoring_server
+
+from revenue_model.contract import OUTPUT_COLUMNS
+from revenue_model.predictions import Predictions
+from serving import scorer_app
 from serving.scorer_app import in_this_thread
 
 
@@ -42,3 +51,32 @@ def test_an_error_in_the_call_reaches_the_handler_that_awaited_it():
 
     _served(inner)
     assert caught == ["bad input"]
+
+
+@pytest.mark.parametrize("raw", [
+    Predictions(np.array([[1.5, 0.25, 0.0, 1e-320], [np.nan, np.inf, -np.inf, 1e300], [0.1 + 0.2, -0.0, 7.0, 2.0**60]]),
+                columns=list(OUTPUT_COLUMNS)),
+    pd.DataFrame({"a": np.array([1, 2], dtype=np.int64), "b": ["x", "é\u2028"], "c": [np.float32(0.1), None]}),
+    np.array([[1.0, np.nan], [3.0, 4.0]]),
+    {"n": np.int64(3), "f": np.float64(0.3), "x": [np.arange(2)]},
+])
+def test_the_answers_json_is_mlflows_byte_for_byte(raw):
+    """The one-shot encoding writes what MLflow's own predictions_to_json writes, NaN and numpy included."""
+    ours, mlflows = io.StringIO(), io.StringIO()
+    scorer_app.predictions_to_json(raw, ours)
+    scorer_app._mlflow_predictions_to_json(raw, mlflows)
+    assert ours.getvalue() == mlflows.getvalue()
+
+
+def test_mlflows_invocations_answers_through_the_one_shot_encoding(monkeypatch):
+    class Model:
+        def predict(self, data):
+            return Predictions(np.array([[1.0, 0.5, 0.0, np.nan]] * len(data)), columns=list(OUTPUT_COLUMNS))
+
+    monkeypatch.setattr(scoring_server, "predictions_to_json", scoring_server.predictions_to_json)  # undone after
+    scorer_app.install_one_shot_json()
+    assert scoring_server.predictions_to_json is scorer_app.predictions_to_json
+    answer = scoring_server.invocations(b"event_1\n1\n", "text/csv", Model(), None)
+    assert answer.status == 200
+    assert answer.response == ('{"predictions": [{"predicted_revenue": 1.0, "payer_probability": 0.5, '
+                               '"revenue_p10": 0.0, "revenue_p90": NaN}]}')
