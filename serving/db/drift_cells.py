@@ -31,8 +31,7 @@ STORED_EDGES = "drift_versions"
 # One version's edges given as parameters, as a reader joins them.
 GIVEN_EDGES = ("(SELECT %(version)s::text AS model_version, "
                + ", ".join(f"%({c})s::double precision[] AS {c}" for c in NUMERIC_COLUMNS) + ")")
-
-
+# What a counted row contributes (not the whole row: input_data is large and not needed).
 _COLUMNS = ", ".join(f"p.{c}" for c in ("model_version",) + CATEGORICAL_INPUTS + NUMERIC_COLUMNS)
 
 
