@@ -173,6 +173,15 @@ def test_shadow_rows_and_the_shadow_report_match_both_models_scored_in_process(
     assert report["top_decile_overlap"] == pytest.approx(overlap)
     assert metric(service, 'revenue_shadow_users_total{outcome="scored"}') >= len(keys)
 
+    # The first batch's users again, in a new request: the same users, counted once, by their latest pair.
+    again = f"shadow-again-{uuid.uuid4().hex[:8]}"
+    assert service.http.post("/batch_predict", {"users": batches[0]}, headers={"X-Request-Id": again})[0] == 200
+    logged(service.database_url, [again], 60 + sum(picked(user["user_id"]) for user in batches[0]))
+    status, _, repeated = service.http.get(f"/shadow?since={since}")
+    assert status == 200 and repeated["n_users"] == len(keys)
+    assert repeated["mean_ratio"] == pytest.approx(report["mean_ratio"], rel=1e-9)
+    assert repeated["spearman"] == pytest.approx(report["spearman"], rel=1e-9)
+
 
 def test_a_frozen_shadow_neither_delays_nor_fails_an_answer_and_its_dropped_work_is_counted(service, holdout):
     assert wait_until(lambda: (service.http.get("/model/info")[2]["shadow"] or {}).get("model_version") == "2",
