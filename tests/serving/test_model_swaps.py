@@ -26,7 +26,7 @@ from scipy.stats import spearmanr
 from pipelines.model_logging import log_revenue_model
 from revenue_model.contract import FEATURE_INPUTS
 from revenue_model.predictor import fit_predictor
-from tests.conftest import new_database
+from tests.conftest import new_database, tracking_store
 from tests.serving.conftest import Service, wait_until
 from tests.serving.test_outcomes import assert_matches, reference
 from tests.serving.test_reliability import USER, Load
@@ -59,21 +59,15 @@ def challenger(users):
 def store(predictor, challenger, holdout, tmp_path_factory):
     """Versions 1 (champion), 2 (challenger) and 3 (cannot load) of revenue_model."""
     root = tmp_path_factory.mktemp("swap-store")
-    uri = f"sqlite:///{root}/mlflow.db"
-    client = MlflowClient(uri)
-    experiment = client.create_experiment("swaps", artifact_location=str(root / "artifacts"))
     broken = root / "broken_model.py"
     broken.write_text(BROKEN_MODEL)
     example = holdout[list(FEATURE_INPUTS)].iloc[:3]
-    mlflow.set_tracking_uri(uri)
-    try:
+    with tracking_store(root, "swaps") as (uri, client, experiment):
         with mlflow.start_run(experiment_id=experiment):
             log_revenue_model(predictor, example, registered_model_name="revenue_model")
             log_revenue_model(challenger, example, name="challenger", registered_model_name="revenue_model")
             mlflow.pyfunc.log_model(name="broken", python_model=str(broken), pip_requirements=["mlflow"],
                                     registered_model_name="revenue_model")
-    finally:
-        mlflow.set_tracking_uri(None)
     client.set_registered_model_alias("revenue_model", "champion", "1")
     client.set_registered_model_alias("revenue_model", "challenger", "2")
     return uri
