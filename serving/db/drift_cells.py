@@ -35,11 +35,13 @@ GIVEN_EDGES = ("(SELECT %(version)s::text AS model_version, "
 _COLUMNS = ", ".join(f"p.{c}" for c in ("model_version",) + CATEGORICAL_INPUTS + NUMERIC_COLUMNS)
 
 
-def keys(edges_of) -> str:
+def keys(edges_of=None) -> str:
     """A VALUES list of (column, key) of one row: the raw value of each categorical column, the
-    ``width_bucket`` of each numeric one over ``edges_of(column)`` (an SQL expression), as text."""
+    ``width_bucket`` of each numeric one over ``edges_of(column)`` (an SQL expression), as text
+    (``edges_of`` None: the numeric columns hold their buckets already)."""
     return ", ".join([f"('{c}', {c})" for c in CATEGORICAL_INPUTS]
-                     + [f"('{c}', width_bucket({c}, {edges_of(c)})::text)" for c in NUMERIC_COLUMNS])
+                     + [f"('{c}', {c if edges_of is None else f'width_bucket({c}, {edges_of(c)})::text'})"
+                        for c in NUMERIC_COLUMNS])
 
 
 def cells_sql(wheres: list[str], edges: str = STORED_EDGES) -> str:
@@ -48,11 +50,13 @@ def cells_sql(wheres: list[str], edges: str = STORED_EDGES) -> str:
     keyed for a version ``edges`` holds, only an UNBUCKETED count for the others."""
     picked = " UNION ALL ".join(f"SELECT {HOUR} AS hour, {_COLUMNS} FROM predictions p WHERE {COUNTED} AND ({w})"
                                 for w in wheres)
-    numeric = ", ".join(f"v.{c} AS edges_{c}" for c in NUMERIC_COLUMNS)
-    return (f"WITH rows AS MATERIALIZED (SELECT r.*, v.model_version IS NOT NULL AS bucketed, {numeric} "
-            f"FROM ({picked}) AS r LEFT JOIN {edges} AS v ON v.model_version = r.model_version) "
+    # Buckets before materialising: rows of a few text keys, not of five arrays of edges (2x faster).
+    values = ", ".join([f"r.{c}" for c in CATEGORICAL_INPUTS]
+                       + [f"width_bucket(r.{c}, v.{c})::text AS {c}" for c in NUMERIC_COLUMNS])
+    return (f"WITH rows AS MATERIALIZED (SELECT r.hour, r.model_version, v.model_version IS NOT NULL AS bucketed, "
+            f"{values} FROM ({picked}) AS r LEFT JOIN {edges} AS v ON v.model_version = r.model_version) "
             f"SELECT hour, model_version, k.column_name, k.key, count(*) AS n FROM rows "
-            f"CROSS JOIN LATERAL (VALUES {keys(lambda c: f'edges_{c}')}) AS k(column_name, key) "
+            f"CROSS JOIN LATERAL (VALUES {keys()}) AS k(column_name, key) "
             f"WHERE bucketed GROUP BY 1, 2, 3, 4 "
             f"UNION ALL SELECT hour, model_version, '{UNBUCKETED}', NULL, count(*) FROM rows "
             f"WHERE NOT bucketed GROUP BY 1, 2")
