@@ -93,10 +93,10 @@ def _rollup_and_rows(parameters: dict, mark: int, whole_from: datetime, whole_un
     wheres = [f"{_IN_WINDOW} AND p.timestamp < %(whole_from)s AND p.id <= %(mark)s",
               f"{_IN_WINDOW} AND p.timestamp >= %(whole_until)s AND p.id <= %(mark)s",
               f"{_IN_WINDOW} AND p.id > %(mark)s"]
-    for k, hour in enumerate(unbucketed):
-        parameters[f"hour_{k}"] = hour
-        wheres.append(f"p.model_version = %(version)s AND p.timestamp >= %(hour_{k})s "
-                      f"AND p.timestamp < %(hour_{k})s + interval '1 hour' AND p.id <= %(mark)s")
+    for k, (start, end) in enumerate(_runs(unbucketed)):
+        parameters[f"start_{k}"], parameters[f"end_{k}"] = start, end
+        wheres.append(f"p.model_version = %(version)s AND p.timestamp >= %(start_{k})s "
+                      f"AND p.timestamp < %(end_{k})s AND p.id <= %(mark)s")
     sql = ("SELECT column_name, key, sum(n) FROM ("
            "SELECT column_name, key, n FROM drift_cells WHERE model_version = %(version)s "
            "AND hour >= %(whole_from)s AND hour < %(whole_until)s AND hour <> ALL(%(unbucketed)s::timestamptz[]) "
@@ -104,6 +104,17 @@ def _rollup_and_rows(parameters: dict, mark: int, whole_from: datetime, whole_un
            f"UNION ALL SELECT column_name, key, n FROM ({cells_sql(wheres, GIVEN_EDGES)}) AS rows) AS cells "
            "GROUP BY 1, 2")
     return sql, parameters
+
+
+def _runs(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
+    """Sorted hours as [start, end) runs of consecutive hours: one condition per run, not per hour."""
+    runs: list[tuple[datetime, datetime]] = []
+    for hour in hours:
+        if runs and runs[-1][1] == hour:
+            runs[-1] = (runs[-1][0], hour + timedelta(hours=1))
+        else:
+            runs.append((hour, hour + timedelta(hours=1)))
+    return runs
 
 
 def _utc(moment: datetime) -> datetime:

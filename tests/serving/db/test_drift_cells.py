@@ -91,6 +91,8 @@ WINDOWS = [(NOW - timedelta(hours=30), NOW + timedelta(hours=1)),               
 def test_the_rollup_and_the_rows_it_lacks_count_exactly_what_the_row_scan_counts(database):
     rng = random.Random(5)
     first = log(rng, [h + rng.random() for h in range(24)])
+    for h in range(5, 10):  # version 2 in consecutive hours too: its unbucketed hours form a run
+        first += rows_at(rng, NOW - timedelta(hours=h, minutes=20), 4, version="2", tag="v2-")
     write_rows(database, first, Partitions())
     drift_cells.register(database, "1", EDGES["1"])       # version 2's edges are not known yet
     assert drift_cells.catch_up(database, batch_rows=97) == 0
