@@ -5,7 +5,8 @@ A numeric key is a bucket of the version's reference edges, so the refresher nee
 edges: ``register`` stores them (the service does, the first time it measures a version's drift,
 with the profile its reference lookup found). A row of a version without stored edges is counted
 in one ``UNBUCKETED`` cell of its hour only, and the reader takes that hour of that version from
-the rows: nothing depends on the edges arriving before the version's first rows.
+the rows, until a later refresh recounts that hour with the edges (``BACKFILL_HOURS`` per
+refresh): nothing depends on the edges arriving before the version's first rows.
 
 ``cells_sql`` is the same counting over any rows, so a reader adds the rows the rollup does not
 answer (partial hours, unbucketed hours, the log's tail) in the cells' own shape.
@@ -67,8 +68,19 @@ _APPLY = ("INSERT INTO drift_cells AS c (hour, model_version, column_name, key, 
           + " ON CONFLICT ON CONSTRAINT drift_cells_key DO UPDATE SET n = c.n + excluded.n")
 
 
-def refresh(connection, *, batch_rows: int = BATCH_ROWS) -> int | None:
-    """Count up to ``batch_rows`` new log rows into drift_cells and commit; the rows still pending.
+# Hours of a version counted UNBUCKETED (rolled up before its edges were stored) recounted per
+# refresh, newest first: about 0.1 s per hour at 330,000 rows a day.
+BACKFILL_HOURS = 6
+_UNBUCKETED = (f"SELECT c.hour, c.model_version FROM drift_cells c JOIN drift_versions v USING (model_version) "
+               f"WHERE c.column_name = '{UNBUCKETED}' ORDER BY c.hour DESC LIMIT %(hours)s")
+_RECOUNT = ("INSERT INTO drift_cells (hour, model_version, column_name, key, n) "
+            + cells_sql(["p.model_version = %(version)s AND p.timestamp >= %(hour)s "
+                         "AND p.timestamp < %(hour)s + interval '1 hour' AND p.id <= %(through)s"]))
+
+
+def refresh(connection, *, batch_rows: int = BATCH_ROWS, backfill_hours: int = BACKFILL_HOURS) -> int | None:
+    """Count up to ``batch_rows`` new log rows into drift_cells, recount up to ``backfill_hours``
+    unbucketed hours of versions whose edges are stored now, and commit; the rows still pending.
 
     None when another refresher holds the feed for longer than LOCK_TIMEOUT. The versions whose
     edges are stored when the batch's statement starts are bucketed; the others are UNBUCKETED.
@@ -82,15 +94,28 @@ def refresh(connection, *, batch_rows: int = BATCH_ROWS) -> int | None:
             if through > last:
                 cursor.execute(_APPLY, {"after": last, "through": through})
                 cursor.execute("UPDATE drift_feed SET last_log_id = %s WHERE id = 1", (through,))
+            if backfill_hours > 0:
+                _backfill(cursor, through, backfill_hours)
     except FeedBusy:
         return None
     return max(mark - through, 0)
 
 
-def catch_up(connection, *, batch_rows: int = BATCH_ROWS, stop=None) -> int | None:
+def _backfill(cursor, through: int, hours: int) -> None:
+    """Replace every cell of an unbucketed (hour, version) by a recount of its rows the feed has read
+    (ids up to ``through``, all of them in the hour's cells, bucketed or not): the hour is then
+    answered from the cells. The feed row's lock keeps other refreshers out meanwhile."""
+    cursor.execute(_UNBUCKETED, {"hours": hours})
+    for hour, version in cursor.fetchall():
+        cursor.execute("DELETE FROM drift_cells WHERE hour = %s AND model_version = %s", (hour, version))
+        cursor.execute(_RECOUNT, {"version": version, "hour": hour, "through": through})
+
+
+def catch_up(connection, *, batch_rows: int = BATCH_ROWS, backfill_hours: int = BACKFILL_HOURS,
+             stop=None) -> int | None:
     """Refresh batch after batch until nothing is pending (or ``stop`` is set); rows still pending."""
     while True:
-        pending = refresh(connection, batch_rows=batch_rows)
+        pending = refresh(connection, batch_rows=batch_rows, backfill_hours=backfill_hours)
         if not pending or (stop is not None and stop.is_set()):
             return pending
 

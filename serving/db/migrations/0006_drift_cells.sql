@@ -7,7 +7,8 @@
 -- numeric column's width_bucket over the version's reference edges, as text; NULL: missing.
 -- A numeric key needs the version's edges, which come from the service's reference lookup
 -- (drift_versions below). Rows of a version the refresher had no edges for are counted only in
--- one cell of column '(unbucketed)': /drift reads such an hour of that version from the rows.
+-- one cell of column '(unbucketed)': /drift reads such an hour of that version from the rows until the
+-- refresher, once the version's edges are stored, recounts the hour.
 CREATE TABLE drift_cells (
     hour          TIMESTAMPTZ NOT NULL,
     model_version TEXT,
@@ -16,6 +17,9 @@ CREATE TABLE drift_cells (
     n             BIGINT NOT NULL,
     CONSTRAINT drift_cells_key UNIQUE NULLS NOT DISTINCT (hour, model_version, column_name, key)
 );
+
+-- The unbucketed cells, found without reading the others (the refresher's recount, the reader).
+CREATE INDEX drift_cells_unbucketed ON drift_cells (hour) WHERE column_name = '(unbucketed)';
 
 -- The reference edges of each version's numeric columns, written by the service the first time it
 -- measures the version's drift (a model version's reference never changes: first one wins). The

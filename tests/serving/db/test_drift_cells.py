@@ -95,28 +95,54 @@ def test_the_rollup_and_the_rows_it_lacks_count_exactly_what_the_row_scan_counts
         first += rows_at(rng, NOW - timedelta(hours=h, minutes=20), 4, version="2", tag="v2-")
     write_rows(database, first, Partitions())
     drift_cells.register(database, "1", EDGES["1"])       # version 2's edges are not known yet
-    assert drift_cells.catch_up(database, batch_rows=97) == 0
+    assert drift_cells.catch_up(database, batch_rows=97, backfill_hours=0) == 0
     assert cells_held(database, "2", drift_cells.UNBUCKETED) > 0 and cells_held(database, "1", "event_1") > 0
     # Version 2's first /drift stores its edges; rows rolled up after that are bucketed, the hours
     # rolled up before stay unbucketed (the hour 2 to 1 hours ago gets both kinds), some rows stay in the tail.
     window_counts(database, model_version="2", since=NOW - timedelta(hours=2), until=NOW, edges=EDGES["2"])
     second = log(rng, [3.5, 2.2, 1.5, 1.7, 0.3], tag="b")
     write_rows(database, second, Partitions())
-    assert drift_cells.catch_up(database) == 0
+    assert drift_cells.catch_up(database, backfill_hours=0) == 0   # the recount is the next test's
     assert cells_held(database, "2", "event_1") > 0
     tail = log(rng, [0.1, 6.6, 11.2], tag="c")              # not refreshed yet; two of them in old hours
     write_rows(database, tail, Partitions())
     rows = first + second + tail
+    assert_every_window_exact(database, rows)
+    everything = expected(rows, "1", NOW - timedelta(hours=30), NOW + timedelta(hours=1))
+    # The cases above are really exercised: missing and unseen values, a variant spelling.
+    assert everything["country"][None] > 0 and everything["country"]["Atlantis"] > 0
+    assert everything["country"]["us "] > 0 and everything["event_2"][None] > 0
+
+
+def assert_every_window_exact(database, rows):
     for since, until in WINDOWS:
         for version in ("1", "2"):
             window = {"model_version": version, "since": since, "until": until, "edges": EDGES[version]}
             want = expected(rows, version, since, until)
             assert window_counts(database, **window) == want, (version, since, until)
             assert scan_counts(database, **window) == want, (version, since, until)
-    everything = expected(rows, "1", NOW - timedelta(hours=30), NOW + timedelta(hours=1))
-    # The cases above are really exercised: missing and unseen values, a variant spelling.
-    assert everything["country"][None] > 0 and everything["country"]["Atlantis"] > 0
-    assert everything["country"]["us "] > 0 and everything["event_2"][None] > 0
+
+
+def test_the_refresher_recounts_a_versions_unbucketed_hours_once_its_edges_are_stored(database):
+    rng = random.Random(8)
+    rows = log(rng, [h + rng.random() for h in range(16)])
+    write_rows(database, rows, Partitions())
+    drift_cells.catch_up(database)                       # no edges stored: every hour unbucketed
+    unbucketed = cells_held(database, "1", drift_cells.UNBUCKETED) + cells_held(database, "2", drift_cells.UNBUCKETED)
+    everything = (NOW - timedelta(hours=17), NOW)
+    assert unbucketed == sum(sum(expected(rows, v, *everything)["event_3"].values()) for v in ("1", "2"))
+    drift_cells.register(database, "1", EDGES["1"])
+    drift_cells.register(database, "2", EDGES["2"])
+    later = log(rng, [0.4, 2.6], tag="b")                 # new rows, bucketed, in hours being recounted
+    write_rows(database, later, Partitions())
+    drift_cells.refresh(database, backfill_hours=3)      # the 3 newest unbucketed hours
+    assert cells_held(database, "1", drift_cells.UNBUCKETED) + cells_held(database, "2", drift_cells.UNBUCKETED) > 0
+    assert_every_window_exact(database, rows + later)    # half recounted: still exact
+    for _ in range(8):
+        drift_cells.refresh(database, backfill_hours=3)
+    assert cells_held(database, "1", drift_cells.UNBUCKETED) + cells_held(database, "2", drift_cells.UNBUCKETED) == 0
+    assert cells_held(database, "2", "event_1") == sum(expected(rows + later, "2", *everything)["event_1"].values())
+    assert_every_window_exact(database, rows + later)
 
 
 def test_a_version_whose_rollup_edges_differ_is_counted_from_the_rows(database):
