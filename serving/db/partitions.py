@@ -60,11 +60,11 @@ _DAY_PARTITIONS = """
 
 
 def drop_days_before(connection, first_kept: date) -> list[str]:
-    """Drop the log's day partitions before ``first_kept`` and the /stats rollup's hours before the
-    first day kept; commit. Returns the partitions dropped (oldest first).
+    """Drop the log's day partitions before ``first_kept`` and the /stats and /drift rollups' hours
+    before the first day kept; commit. Returns the partitions dropped (oldest first).
 
-    Only what both rollups have read goes: a partition holding a row past either feed's mark (a
-    rollup behind, a spill replayed into an old day) stays, with every later one, until a later pass.
+    Only what every rollup has read goes: a partition holding a row past any feed's mark (a rollup
+    behind, a spill replayed into an old day) stays, with every later one, until a later pass.
     What stays after a drop: the realised-performance rollup (prediction_outcomes and its day cells,
     one row per user and model version, no inputs), so /performance keeps covering the rows dropped.
     """
@@ -72,7 +72,8 @@ def drop_days_before(connection, first_kept: date) -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL lock_timeout = '5s'")  # dropping locks the parent: never queue long
         cursor.execute("SELECT least((SELECT last_log_id FROM outcome_feed WHERE id = 1),"
-                       " (SELECT last_log_id FROM stats_feed WHERE id = 1))")
+                       " (SELECT last_log_id FROM stats_feed WHERE id = 1),"
+                       " (SELECT last_log_id FROM drift_feed WHERE id = 1))")
         (read_through,) = cursor.fetchone()
         cursor.execute(_DAY_PARTITIONS)
         for name in sorted(name for (name,) in cursor.fetchall()):
@@ -85,6 +86,7 @@ def drop_days_before(connection, first_kept: date) -> list[str]:
                 break
             cursor.execute(f'DROP TABLE "{name}"')
             dropped.append(name)
-        cursor.execute("DELETE FROM stats_cells WHERE hour < %s::date::timestamp AT TIME ZONE 'UTC'", (cut,))
+        for cells in ("stats_cells", "drift_cells"):
+            cursor.execute(f"DELETE FROM {cells} WHERE hour < %s::date::timestamp AT TIME ZONE 'UTC'", (cut,))
     connection.commit()
     return dropped
