@@ -3,7 +3,9 @@
 Rows come back as ``(value, model_version, kind, bin, *STATS)``: per grouping value (as logged,
 ASCII letters lowercased and spaces trimmed: a first step of the folding the caller finishes with
 ``category_key``) and model version, the totals (kind 'c': every sum and count) and the labelled
-users per bin of predicted revenue ('p'), payer probability ('q') and actual revenue ('a').
+users per bin of predicted revenue ('p'), payer probability ('q') and actual revenue ('a'). The
+bins of a built span come as they are stored in outcome_bins (migration 0007): one row per value,
+version and kind whose bin and statistics are arrays, added up by ``serving.performance``.
 
 A window [since, until) reads the cells of the built spans of whole UTC days it covers (days before
 today, in spans of 1 to 512 days: serving/db/outcomes.py builds them) and groups the rows of
@@ -43,7 +45,12 @@ _KINDS = {
     "a": ("revenue_bin", "0, count(*), 0, sum(revenue), 0, 0, 0, 0, 0, 0", "AND revenue IS NOT NULL"),
 }
 TOTALS, BINS = ("c",), ("p", "q", "a")
-_SUMS = ", ".join(f"sum({s})" for s in STATS)
+# As doubles: a sum of BIGINTs is NUMERIC, which psycopg2 reads as Decimal (slow to turn into NumPy).
+_SUMS = ", ".join(f"sum({s})::double precision" for s in STATS)
+# outcome_bins' arrays in STATS order, those a kind's metrics read (the others are NULL: zeros not sent).
+_BIN_ARRAYS = ", ".join({"n_labelled": "n_labelled", "predicted": "CASE WHEN kind = 'p' THEN predicted END",
+                         "actual": "CASE WHEN kind IN ('p', 'a') THEN actual END",
+                         "payers": "CASE WHEN kind = 'q' THEN payers END"}.get(s, "NULL") for s in STATS)
 
 
 def rows_sql(dim: str, ranges: int, kinds=tuple(_KINDS), only_groups: bool = False,
@@ -63,14 +70,17 @@ def rows_sql(dim: str, ranges: int, kinds=tuple(_KINDS), only_groups: bool = Fal
 
 
 def cells_sql(by: str | None, only_groups: bool, kinds) -> str:
-    """The cells of spans %(starts)s/%(lengths)s summed per value, version, kind and bin."""
+    """The totals of spans %(starts)s/%(lengths)s summed per value and version (kinds: TOTALS), or
+    their bins, a row of arrays per span, value, version and kind, as stored (kinds: BINS)."""
     value = "to_char(start, 'YYYY-MM-DD')" if by == "day" else "value"
     groups = " AND model_version = ANY(%(versions)s)" if only_groups else ""
     if only_groups and by not in (None, "day"):
         groups += " AND (value = ANY(%(values)s) OR (%(with_null)s AND value IS NULL))"
-    return (f"SELECT {value}, model_version, kind, bin, {_SUMS} FROM outcome_cells "
-            "WHERE dim = %(dim)s AND (start, days) IN (SELECT * FROM unnest(%(starts)s::date[], %(lengths)s::int[])) "
-            f"AND kind = ANY(%(kinds)s::\"char\"[]){groups} GROUP BY 1, 2, 3, 4")
+    where = ("WHERE dim = %(dim)s AND (start, days) IN (SELECT * FROM unnest(%(starts)s::date[], %(lengths)s::int[])) "
+             f"AND kind = ANY(%(kinds)s::\"char\"[]){groups}")
+    if tuple(kinds) == TOTALS:
+        return f"SELECT {value}, model_version, kind, bin, {_SUMS} FROM outcome_cells {where} GROUP BY 1, 2, 3, 4"
+    return f"SELECT {value}, model_version, kind, bins, {_BIN_ARRAYS} FROM outcome_bins {where}"
 
 
 def range_parameters(ranges: list[tuple[datetime, datetime | None]]) -> dict:
