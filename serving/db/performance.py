@@ -63,10 +63,25 @@ def rows_sql(dim: str, ranges: int, kinds=tuple(_KINDS), only_groups: bool = Fal
     groups = " AND model_version = ANY(%(versions)s)" if only_groups else ""
     if only_groups and dim != "none":
         groups += f" AND ({_VALUE[dim]} = ANY(%(values)s) OR (%(with_null)s AND {_VALUE[dim]} IS NULL))"
-    return " UNION ALL ".join(
-        f"SELECT {_VALUE[dim]}, model_version, '{kind}'::\"char\", {_KINDS[kind][0]}, {_KINDS[kind][1]} "
-        f"FROM {source} WHERE ({window}) {_KINDS[kind][2]}{groups} GROUP BY 1, 2, 4"
-        for kind in kinds)
+    parts = [f"SELECT {_VALUE[dim]}, model_version, 'c'::\"char\", {_KINDS['c'][0]}, {_KINDS['c'][1]} "
+             f"FROM {source} WHERE ({window}){groups} GROUP BY 1, 2, 4"] if "c" in kinds else []
+    binned = [k for k in kinds if k != "c"]
+    if binned:
+        parts.append(_binned(_VALUE[dim], binned, source, f"({window}) AND revenue IS NOT NULL{groups}"))
+    return " UNION ALL ".join(parts)
+
+
+def _binned(value: str, kinds: list[str], source: str, where: str) -> str:
+    """The bins of ``kinds`` in one scan of the rows, a grouping set per kind (the kind of a row is
+    the set it is of): at 1M rows a day is 33,000 rows, read once instead of once per kind."""
+    of = {k: f"GROUPING({_KINDS[k][0]}) = 0" for k in kinds}
+    pick = lambda exprs: "CASE " + " ".join(f"WHEN {of[k]} THEN {e}" for k, e in exprs.items()) + " END"  # noqa: E731
+    stats = [{k: _KINDS[k][1].split(", ")[i] for k in kinds} for i in range(len(STATS))]
+    columns = ", ".join("0" if set(e.values()) == {"0"} else pick(e) for e in stats)
+    sets = ", ".join(f"({value}, model_version, {_KINDS[k][0]})" for k in kinds)
+    return (f"SELECT {value}, model_version, {pick({k: repr(k) for k in kinds})}::\"char\", "
+            f"{pick({k: _KINDS[k][0] for k in kinds})}, {columns} FROM {source} WHERE {where} "
+            f"GROUP BY GROUPING SETS ({sets})")
 
 
 def cells_sql(by: str | None, only_groups: bool, kinds) -> str:
