@@ -4,7 +4,8 @@ One run is one "request" (its users share a request id: the MLflow run's, and a 
 a run repeated is logged again, as a retried request is). The rows are written by the service's own
 write path (serving/db/log_rows.py, idempotent, partitions on demand), ``CHUNK_ROWS`` at a time from
 the scored Parquet output, so /stats and /performance cover batch-scored users too. Each row holds
-the user's input columns as the file gave them (``input_data``) and the typed columns beside them.
+the user's input columns as the file gave them (``input_data``) and beside them the typed columns
+as the service stores them (validated: stripped strings, float events).
 Imported only when logging is asked for: batch_score's scoring processes never import it.
 """
 
@@ -17,16 +18,15 @@ from pathlib import Path
 
 import pyarrow.dataset
 
+from revenue_model.validation import validate_columns
 from serving.db.connection import connect, start_embedded
-from serving.db.log_rows import ROW_COLUMNS, write_rows
+from serving.db.log_rows import ROW_COLUMNS, TYPED_FIELDS, typed_fields, write_rows
 from serving.db.partitions import Partitions
 from serving.db.schema import migrate
 
 ROUTE = "batch_score"
 CHUNK_ROWS = 10_000
 OUTPUTS = ("predicted_revenue", "payer_probability", "revenue_p10", "revenue_p90")
-_TYPED_TEXT = ("user_id", "country", "country_region", "source", "platform", "device_family", "os_version")
-_TYPED_NUMBERS = ("event_1", "event_2", "event_3")
 
 
 def log_scored(output_path: str | Path, model_name: str | None, model_version: str,
@@ -45,15 +45,20 @@ def log_scored(output_path: str | Path, model_name: str | None, model_version: s
         dataset = pyarrow.dataset.dataset(str(output_path), format="parquet")
         inputs = [c for c in dataset.schema.names if c not in OUTPUTS + ("model_version",)]
         for batch in dataset.to_batches(batch_size=CHUNK_ROWS):
+            sent = batch.select(inputs).to_pylist()
+            # Typed as the service types them (stripped strings, float events), so a label for "u1"
+            # finds a user the file spelled " u1"; the input as the file gave it stays in input_data.
+            typed = typed_fields(validate_columns(batch.select(inputs).to_pydict()))
+            outputs = {c: [_number(v) for v in batch.column(c).to_pylist()] for c in OUTPUTS}
             rows = []
-            for record in batch.to_pylist():
-                values = {c: _text(record.get(c)) for c in _TYPED_TEXT}
-                values.update({c: _number(record.get(c)) for c in _TYPED_NUMBERS + OUTPUTS})
+            for i, record in enumerate(sent):
+                values = {c: typed[c][i] for c in TYPED_FIELDS}
+                values.update({c: outputs[c][i] for c in OUTPUTS})
                 values.update(row_key=f"{attempt}:{index}", timestamp=moment, request_id=request_id,
                               user_index=index, role="champion", route=ROUTE, status_code=200, error=None,
                               model_name=model_name, model_version=model_version,
                               inference_time_ms=None, latency_ms=per_user_ms if index == 0 else None,
-                              input_data={c: record[c] for c in inputs})
+                              input_data=record)
                 rows.append(tuple(values[c] for c in ROW_COLUMNS))
                 index += 1
             if rows:
@@ -62,10 +67,6 @@ def log_scored(output_path: str | Path, model_name: str | None, model_version: s
     finally:
         connection.close()
         del server  # an embedded server stops with this process
-
-
-def _text(value) -> str | None:
-    return value if isinstance(value, str) else (None if value is None else str(value))
 
 
 def _number(value) -> float | None:

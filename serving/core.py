@@ -19,6 +19,7 @@ import orjson
 
 from revenue_model.contract import EVENT_COLUMNS, MAX_STRING_LENGTH, OUTPUT_COLUMNS, STRING_COLUMNS
 from revenue_model.validation import InvalidUsers, validate_columns
+from serving.db.log_rows import typed_fields
 from serving.log_writer import ROW_BYTES, LogWriter
 from serving.model_identity import ModelIdentity
 from serving.scorer import to_scorer_columns
@@ -299,8 +300,7 @@ def _fields(record: RequestRecord, users: list) -> dict[str, list]:
     """Typed column values, one per user: validated when validation passed, else whatever was
     sent and fits."""
     if record.columns is not None:
-        return {c: [None if v != v else v for v in record.columns[c].tolist()]  # NaN is missing
-                for c in STRING_COLUMNS + EVENT_COLUMNS}
+        return typed_fields(record.columns)
     sent = [user if isinstance(user, dict) else {} for user in users]
     # Unvalidated strings may be any length: one character over the contract's limit shows that they were.
     out = {c: [v[:MAX_STRING_LENGTH + 1] if isinstance(v := user.get(c), str) else None for user in sent]

@@ -4,6 +4,8 @@ this checkout's."""
 
 import shutil
 import uuid
+from contextlib import contextmanager
+from pathlib import Path
 
 import mlflow
 import psycopg2
@@ -32,20 +34,27 @@ def holdout(users):
     return users.iloc[17_000:].reset_index(drop=True)
 
 
+@contextmanager
+def tracking_store(root: Path, experiment_name: str):
+    """A fresh MLflow store (sqlite, artifacts beside it) under ``root``, the tracking URI for the
+    block: yields (uri, client, experiment id)."""
+    uri = f"sqlite:///{root}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment(experiment_name, artifact_location=str(root / "artifacts"))
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield uri, client, experiment
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
 @pytest.fixture(scope="session")
 def champion_store(predictor, holdout, tmp_path_factory):
     """A tracking store where models:/revenue_model@champion is the session's predictor."""
-    root = tmp_path_factory.mktemp("store")
-    uri = f"sqlite:///{root}/mlflow.db"
-    client = MlflowClient(uri)
-    experiment = client.create_experiment("serving-tests", artifact_location=str(root / "artifacts"))
-    mlflow.set_tracking_uri(uri)
-    try:
+    with tracking_store(tmp_path_factory.mktemp("store"), "serving-tests") as (uri, client, experiment):
         with mlflow.start_run(experiment_id=experiment):
             info = log_revenue_model(predictor, holdout.drop(columns=["revenue"]).iloc[:3],
                                      registered_model_name="revenue_model")
-    finally:
-        mlflow.set_tracking_uri(None)
     version = str(info.registered_model_version)
     client.set_registered_model_alias("revenue_model", "champion", version)
     client.set_model_version_tag("revenue_model", version, "test_normalized_gini", "0.8")

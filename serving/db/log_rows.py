@@ -14,6 +14,7 @@ from typing import Sequence
 
 import orjson
 
+from revenue_model.contract import EVENT_COLUMNS, STRING_COLUMNS
 from serving.db.feed import LOG_FEED, hold_shared
 from serving.db.partitions import Partitions, utc_day
 
@@ -26,7 +27,16 @@ ROW_COLUMNS = (
     "input_data",
 )
 INPUT_DATA = ROW_COLUMNS.index("input_data")
+# The user's fields among them, as validated (revenue_model.validation.validate_columns).
+TYPED_FIELDS = STRING_COLUMNS + EVENT_COLUMNS
 _TIMESTAMP = ROW_COLUMNS.index("timestamp")
+
+
+def typed_fields(columns) -> dict[str, list]:
+    """The typed columns of log rows from ``validate_columns``' output (stripped strings, float
+    events): one list per field, missing (None or NaN) as None. The service and batch_score's log
+    store the same values for the same user."""
+    return {c: [None if v != v else v for v in columns[c].tolist()] for c in TYPED_FIELDS}
 
 
 def write_rows(connection, rows: Sequence[tuple], partitions: Partitions) -> int:

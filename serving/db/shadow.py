@@ -2,7 +2,8 @@
 
 A shadow row has its champion row's ``row_key`` and ``timestamp`` (serving/shadow.py), so each
 pair is found through the log's primary key (row_key, role, timestamp), partition by partition.
-Only users both models scored (status 200, a prediction) count.
+Only users both models scored (status 200, a prediction) count, each once: by user_id, its latest
+pair (a row without user_id is a user of its own).
 
 Cost: ``shadow_pairs`` reads every row of the window (the join scans both roles' rows there:
 measured in docs/performance.md, "GET /shadow at scale"); ``shadow_sample`` reads only the newest
@@ -20,17 +21,26 @@ _PAIRED = """
       AND s.status_code = 200 AND c.status_code = 200
       AND s.predicted_revenue IS NOT NULL AND c.predicted_revenue IS NOT NULL"""
 
+# One pair per user and pair of versions: the user's latest (a user_id scored twice is one user; a
+# row without user_id is a user of its own).
+_LATEST = f"""
+    SELECT DISTINCT ON (c.model_version, s.model_version, coalesce('u' || s.user_id, 'k' || s.row_key))
+           c.model_version AS champion_version, s.model_version AS shadow_version, s.timestamp, s.row_key,
+           c.predicted_revenue AS champion_revenue, s.predicted_revenue AS shadow_revenue
+    {_PAIRED} {{versions}}
+    ORDER BY c.model_version, s.model_version, coalesce('u' || s.user_id, 'k' || s.row_key), s.timestamp DESC, s.row_key DESC"""
+
 PAIRS = f"""
-    SELECT c.model_version, s.model_version, (s.timestamp AT TIME ZONE 'UTC')::date, count(*),
-           sum(s.predicted_revenue), sum(c.predicted_revenue), max(s.timestamp)
-    {_PAIRED}
+    SELECT champion_version, shadow_version, (timestamp AT TIME ZONE 'UTC')::date, count(*),
+           sum(shadow_revenue), sum(champion_revenue), max(timestamp)
+    FROM ({_LATEST.format(versions="")}) latest
     GROUP BY 1, 2, 3"""
 
 # The newest users of one pair of versions, for the rank comparisons (bounded: they sort in Python).
 SAMPLE = f"""
-    SELECT c.predicted_revenue, s.predicted_revenue
-    {_PAIRED} AND c.model_version = %(champion)s AND s.model_version = %(shadow)s
-    ORDER BY s.timestamp DESC, s.row_key
+    SELECT champion_revenue, shadow_revenue
+    FROM ({_LATEST.format(versions="AND c.model_version = %(champion)s AND s.model_version = %(shadow)s")}) latest
+    ORDER BY timestamp DESC, row_key
     LIMIT %(limit)s"""
 
 

@@ -199,7 +199,10 @@ def test_the_cli_logs_a_failed_run_with_the_reason(installs, tracking, tmp_path,
 def test_log_true_writes_every_scored_user_to_the_prediction_log(installs, expected, champion_version,
                                                                  fresh_database, tmp_path, monkeypatch):
     source, out = tmp_path / "installs.parquet", tmp_path / "scored.parquet"
-    installs.head(1200).to_parquet(source, index=False)
+    sent = installs.head(1200).copy()
+    sent.loc[7, "user_id"] = f"  {sent.loc[7, 'user_id']} "  # the log types it as the service does: stripped
+    sent.loc[8, "country"] = f" {sent.loc[8, 'country']}"
+    sent.to_parquet(source, index=False)
     monkeypatch.setenv("DATABASE_URL", fresh_database)
     batch_score.main(["--input-path", str(source), "--output-path", str(out), "--log", "true", "--workers", "1"])
     run = mlflow.last_active_run()
@@ -211,8 +214,10 @@ def test_log_true_writes_every_scored_user_to_the_prediction_log(installs, expec
     connection.close()
     assert len(rows) == 1200 and [r[0] for r in rows] == list(range(1200))
     assert {(r[1], r[2], r[3], r[4]) for r in rows} == {(run.info.run_id, "batch_score", 200, champion_version)}
-    sent = installs.head(1200)
-    assert [r[5] for r in rows] == list(sent["user_id"]) and [r[6] for r in rows] == list(sent["country"])
+    original = installs.head(1200)
+    assert [r[5] for r in rows] == list(original["user_id"])
+    assert [r[6] for r in rows] == list(original["country"])
+    assert [rows[7][9]["user_id"], rows[8][9]["country"]] == [sent.loc[7, "user_id"], sent.loc[8, "country"]]
     assert rows[6][7] is None and rows[6][9]["event_3"] is None  # missing (Parquet holds it as null)
     assert rows[4][9]["country_region"] == "NA" and rows[3][9]["os_version"] == "10"
     np.testing.assert_allclose([r[8] for r in rows], expected["predicted_revenue"].head(1200), rtol=1e-12)

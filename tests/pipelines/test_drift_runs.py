@@ -8,10 +8,10 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from mlflow import MlflowClient
 
 from pipelines import evaluate, train
 from revenue_model.drift import COLUMNS
+from tests.conftest import tracking_store
 from revenue_model.synthetic import generate_users
 
 NAME = "revenue_model"
@@ -22,16 +22,10 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("drift-runs")
-    uri = f"sqlite:///{root}/mlflow.db"
-    client = MlflowClient(uri)
-    experiment = client.create_experiment("drift", artifact_location=str(root / "artifacts"))
-    mlflow.set_tracking_uri(uri)
-    try:
+    with tracking_store(root, "drift") as (uri, client, experiment):
         mlflow.set_experiment(experiment_id=experiment)
         result = train.main(["--rows", "4000", "--candidates", "ziln", "--max-rounds", "30", "--seed", "1"])
         yield {"root": root, "client": client, "train": result, "experiment": experiment}
-    finally:
-        mlflow.set_tracking_uri(None)
 
 
 def run_of(client, run_id):

@@ -26,7 +26,7 @@ from scipy.stats import spearmanr
 from pipelines.model_logging import log_revenue_model
 from revenue_model.contract import FEATURE_INPUTS
 from revenue_model.predictor import fit_predictor
-from tests.conftest import new_database
+from tests.conftest import new_database, tracking_store
 from tests.serving.conftest import Service, wait_until
 from tests.serving.test_outcomes import assert_matches, reference
 from tests.serving.test_reliability import USER, Load
@@ -59,21 +59,15 @@ def challenger(users):
 def store(predictor, challenger, holdout, tmp_path_factory):
     """Versions 1 (champion), 2 (challenger) and 3 (cannot load) of revenue_model."""
     root = tmp_path_factory.mktemp("swap-store")
-    uri = f"sqlite:///{root}/mlflow.db"
-    client = MlflowClient(uri)
-    experiment = client.create_experiment("swaps", artifact_location=str(root / "artifacts"))
     broken = root / "broken_model.py"
     broken.write_text(BROKEN_MODEL)
     example = holdout[list(FEATURE_INPUTS)].iloc[:3]
-    mlflow.set_tracking_uri(uri)
-    try:
+    with tracking_store(root, "swaps") as (uri, client, experiment):
         with mlflow.start_run(experiment_id=experiment):
             log_revenue_model(predictor, example, registered_model_name="revenue_model")
             log_revenue_model(challenger, example, name="challenger", registered_model_name="revenue_model")
             mlflow.pyfunc.log_model(name="broken", python_model=str(broken), pip_requirements=["mlflow"],
                                     registered_model_name="revenue_model")
-    finally:
-        mlflow.set_tracking_uri(None)
     client.set_registered_model_alias("revenue_model", "champion", "1")
     client.set_registered_model_alias("revenue_model", "challenger", "2")
     return uri
@@ -172,6 +166,15 @@ def test_shadow_rows_and_the_shadow_report_match_both_models_scored_in_process(
     assert report["spearman"] == pytest.approx(spearmanr(v1, v2).statistic, rel=1e-9)
     assert report["top_decile_overlap"] == pytest.approx(overlap)
     assert metric(service, 'revenue_shadow_users_total{outcome="scored"}') >= len(keys)
+
+    # The first batch's users again, in a new request: the same users, counted once, by their latest pair.
+    again = f"shadow-again-{uuid.uuid4().hex[:8]}"
+    assert service.http.post("/batch_predict", {"users": batches[0]}, headers={"X-Request-Id": again})[0] == 200
+    logged(service.database_url, [again], 60 + sum(picked(user["user_id"]) for user in batches[0]))
+    status, _, repeated = service.http.get(f"/shadow?since={since}")
+    assert status == 200 and repeated["n_users"] == len(keys)
+    assert repeated["mean_ratio"] == pytest.approx(report["mean_ratio"], rel=1e-9)
+    assert repeated["spearman"] == pytest.approx(report["spearman"], rel=1e-9)
 
 
 def test_a_frozen_shadow_neither_delays_nor_fails_an_answer_and_its_dropped_work_is_counted(service, holdout):
