@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 
 from serving.db.feed import LABEL_FEED, LOG_FEED, FeedBusy, feed_transaction, high_water_mark
-from serving.db.performance import BINS, CELL_DIMS, TOTALS, range_parameters, rows_sql
+from serving.db.performance import BINS, CELL_DIMS, RANGE_PLANNING, TOTALS, range_parameters, rows_sql
 from serving.performance import STATS, spans_to_build
 
 # Rows read per refresh transaction: a few seconds of work on a busy 2-core machine at most,
@@ -143,6 +143,7 @@ def build_spans(connection, *, today: date, max_spans: int = 1) -> list[tuple[da
         try:
             with feed_transaction(connection) as cursor:
                 cursor.execute("SELECT 1 FROM outcome_feed WHERE id = 1 FOR UPDATE")
+                cursor.execute(RANGE_PLANNING)  # a day's rows through the timestamp index
                 cursor.execute(f"SELECT min({_DAY}) FROM prediction_outcomes")
                 (first_day,) = cursor.fetchone()
                 cursor.execute("SELECT start, days FROM outcome_spans")
