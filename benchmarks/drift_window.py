@@ -1,22 +1,26 @@
-"""How long GET /drift's count takes over a filled log, per window; and what hourly rollups would give.
+"""How long GET /drift's count takes over a filled log, per window: the rollup's read path beside the
+row scan, and what keeping the rollup current costs.
 
     .venv/bin/python -m benchmarks.fill_log --database-url URL --rows 10000000 --days 30
-    .venv/bin/python -m benchmarks.drift_window --database-url URL [--repeats 5] [--rollup]
+    .venv/bin/python -m benchmarks.drift_window --database-url URL [--repeats 5] [--rebuild]
 
-Times ``serving.db.drift.window_counts`` (the SQL of GET /drift: one scan of the window's day
-partitions) and the folding and PSI after it, for windows of 1 hour to 30 days ending now, on the
-newest model version fill_log wrote; medians of ``--repeats`` runs after one warm-up. The reference
-profile is built from the generator's users and fill_log's model-like predictions, as train would.
+First the rollup (serving/db/drift_cells.py) is brought up to date, as the service's upkeep does:
+the reference profile's edges are stored for every version in the log (as the service's first
+/drift of a version does), then ``catch_up`` reads the log rows past the feed; its time per million
+rows is printed. ``--rebuild`` empties the rollup first, so the catch-up reads the whole log.
 
-``--rollup`` also builds, in a temporary table, the hourly rollup a maintained design would keep
-(rows per hour, column and bucket or raw value, for this profile's edges; over the longest window)
-and times reading the same windows from it, so the two designs are compared on the same rows.
-(The rollup read covers whole hours only; an exact one would add the partial hours at both ends.)
+Then, for windows of 1 hour to 7 days ending at the log's newest row (not on an hour: both ends are
+partial hours, read from the rows), on the newest model version: ``window_counts`` (GET /drift's
+read path: whole hours from the rollup, the rest from the rows) and ``scan_counts`` (one scan of
+the window's rows, as /drift did before the rollup), medians of ``--repeats`` runs after one
+warm-up each, side by side; the two answers are checked equal. Then the folding and PSI.
+The reference profile is built from the generator's users, as train would.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from datetime import timedelta
@@ -24,28 +28,19 @@ from datetime import timedelta
 from benchmarks.fill_log import user_pool
 from revenue_model import drift as D
 from revenue_model.validation import validate_columns
+from serving.db import drift_cells
 from serving.db.connection import connect
-from serving.db.drift import _KEYS, NUMERIC_COLUMNS, window_counts
+from serving.db.drift import NUMERIC_COLUMNS, scan_counts, window_counts
 
 WINDOWS = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(hours=24),
            "7d": timedelta(days=7)}
-_ROLLUP = f"""
-    CREATE TEMP TABLE drift_hourly AS
-    SELECT date_trunc('hour', p.timestamp) AS hour, p.model_version, k.column_name, k.key, count(*) AS rows
-    FROM predictions p CROSS JOIN LATERAL (VALUES {_KEYS}) AS k(column_name, key)
-    WHERE p.role = 'champion' AND p.status_code = 200 AND p.predicted_revenue IS NOT NULL
-          AND p.timestamp >= %(since)s
-    GROUP BY 1, 2, 3, 4"""
-_FROM_ROLLUP = """
-    SELECT column_name, key, sum(rows) FROM drift_hourly
-    WHERE hour >= %(since)s AND hour < %(until)s AND model_version = %(version)s GROUP BY 1, 2"""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--database-url", required=True)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--rollup", action="store_true", help="also time an hourly rollup of the same rows")
+    p.add_argument("--rebuild", action="store_true", help="empty the rollup first and time its catch-up over the whole log")
     return p.parse_args(argv)
 
 
@@ -64,48 +59,58 @@ def median_s(action, repeats: int) -> float:
     return statistics.median(times)
 
 
+def catch_up(connection, versions: list[str], edges: dict, rebuild: bool) -> dict:
+    """Store the edges of ``versions``, bring the rollup up to date; rows read and seconds."""
+    with connection.cursor() as cursor:
+        if rebuild:
+            cursor.execute("TRUNCATE drift_cells")
+            cursor.execute("UPDATE drift_feed SET last_log_id = 0")
+        cursor.execute("SELECT last_log_id FROM drift_feed")
+        (before,) = cursor.fetchone()
+    connection.commit()
+    for version in versions:
+        drift_cells.register(connection, version, edges)
+    started = time.perf_counter()
+    assert drift_cells.catch_up(connection) == 0
+    seconds = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT last_log_id FROM drift_feed")
+        (after,) = cursor.fetchone()
+        cursor.execute("SELECT count(*) FROM drift_cells")
+        (cells,) = cursor.fetchone()
+    connection.rollback()
+    return {"log_ids_read": after - before, "catch_up_s": seconds, "cells": cells}
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     profile = reference_profile()
     edges = {c: profile["columns"][c]["edges"] for c in NUMERIC_COLUMNS}
     connection = connect(args.database_url, statement_timeout_ms=0)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT max(model_version), count(*) FROM predictions")
-        version, total = cursor.fetchone()
-        cursor.execute("SELECT max(timestamp) FROM predictions")
-        (now,) = cursor.fetchone()  # windows end at the newest row: fill_log's log ends when it ran
+        cursor.execute("SELECT array_agg(DISTINCT model_version), count(*), max(timestamp) FROM predictions")
+        versions, total, now = cursor.fetchone()  # windows end at the newest row: fill_log's log ends when it ran
     connection.rollback()
-    print(f"{total:,} rows in the log; version {version}; medians of {args.repeats} runs")
-    results = {}
-    scan = ("SELECT count(*) FROM predictions WHERE timestamp >= %(since)s AND timestamp < %(until)s "
-            "AND role = 'champion' AND model_version = %(version)s AND status_code = 200")
+    version = max(versions, key=int)
+    print(f"{total:,} rows in the log; version {version}; medians of {args.repeats} runs; "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    rollup = catch_up(connection, versions, edges, args.rebuild)
+    per_million = rollup["catch_up_s"] / rollup["log_ids_read"] * 1e6 if rollup["log_ids_read"] else float("nan")
+    print(f"rollup catch-up: {rollup['log_ids_read']:,} log rows in {rollup['catch_up_s']:.1f} s "
+          f"({per_million:.1f} s per million rows); {rollup['cells']:,} cells", flush=True)
+    results = {"rollup": rollup}
     for name, span in WINDOWS.items():
         window = {"model_version": version, "since": now - span, "until": now, "edges": edges}
         groups = window_counts(connection, **window)
+        assert groups == scan_counts(connection, **window), f"window {name}: the rollup and the scan disagree"
         rows = sum(groups["event_1"].values())
-        sql_s = median_s(lambda: window_counts(connection, **window), args.repeats)
+        scan_s = median_s(lambda: scan_counts(connection, **window), args.repeats)
+        read_s = median_s(lambda: window_counts(connection, **window), args.repeats)
         fold_s = median_s(lambda: D.drift_report(profile, D.grouped_counts(profile, groups)), args.repeats)
-        with connection.cursor() as cursor:
-            read_s = median_s(lambda: cursor.execute(scan, {**window, "version": version}), args.repeats)
-        results[name] = {"rows": rows, "sql_s": sql_s, "fold_s": fold_s, "read_s": read_s}
-        print(f"window {name:>4}: {rows:>10,} rows  count SQL {sql_s:7.3f} s  (reading the rows alone "
-              f"{read_s:6.3f} s)  fold + PSI {fold_s:6.3f} s", flush=True)
-    if args.rollup:
-        with connection.cursor() as cursor:
-            started = time.perf_counter()
-            cursor.execute(_ROLLUP, {**edges, "since": now - max(WINDOWS.values())})
-            build_s = time.perf_counter() - started
-            cursor.execute("SELECT count(*) FROM drift_hourly")
-            (size,) = cursor.fetchone()
-            print(f"rollup: {size:,} rows (hour, version, column, key) built in {build_s:.1f} s")
-            for name, span in WINDOWS.items():
-                window = {"since": now - span, "until": now, "version": version}
-                read_s = median_s(lambda: (cursor.execute(_FROM_ROLLUP, window), cursor.fetchall()), args.repeats)
-                results[name]["rollup_s"] = read_s
-                ratio = results[name]["sql_s"] / read_s
-                print(f"window {name:>4}: rollup read {read_s:7.3f} s ({ratio:.1f}x faster than the scan)", flush=True)
-        results["rollup_rows"] = size
-    connection.rollback()
+        results[name] = {"rows": rows, "scan_s": scan_s, "read_s": read_s, "fold_s": fold_s}
+        print(f"window {name:>4}: {rows:>10,} rows  row scan {scan_s:7.3f} s  rollup + rows {read_s:6.3f} s "
+              f"({scan_s / read_s:5.1f}x)  fold + PSI {fold_s:6.3f} s  (equal answers)", flush=True)
+    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     connection.close()
     return results
 

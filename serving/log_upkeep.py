@@ -1,10 +1,10 @@
-"""The log's upkeep in the service, in the background: the /stats rollup kept current, day
-partitions made ahead of time, and (LOG_RETENTION_DAYS) whole days past retention dropped.
+"""The log's upkeep in the service, in the background: the /stats and /drift rollups kept current,
+day partitions made ahead of time, and (LOG_RETENTION_DAYS) whole days past retention dropped.
 
-Every STATS_REFRESH_S the rollup reads the rows written since (so a /stats call adds at most that
-much of the log's tail to its cells); once an hour, and at start, the partitions of today and the
+Every STATS_REFRESH_S the rollups read the rows written since (so a /stats or /drift call adds at
+most that much of the log's tail to their cells); once an hour, and at start, the partitions of today and the
 next ``AHEAD_DAYS`` are made, then, with a retention period, the days before it are dropped.
-Several service processes may do this at once: the rollup's feed row and PostgreSQL's locks make
+Several service processes may do this at once: each rollup's feed row and PostgreSQL's locks make
 them take turns.
 """
 
@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg2
 from aiohttp import web
 
-from serving.db import stats_cells
+from serving.db import drift_cells, stats_cells
 from serving.db.connection import connect
 from serving.db.partitions import Partitions, drop_days_before
 
@@ -59,9 +59,12 @@ async def _loop(url: str, refresh_s: float, retention_days: int, stop: threading
 
 
 def rollup_pass(url: str, stop: threading.Event | None = None) -> int | None:
+    """Both rollups caught up, one after the other; the /stats rollup's rows still pending."""
     connection = connect(url, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
     try:
-        return stats_cells.catch_up(connection, stop=stop)
+        pending = stats_cells.catch_up(connection, stop=stop)
+        drift_cells.catch_up(connection, stop=stop)
+        return pending
     finally:
         connection.close()
 

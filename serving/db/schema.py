@@ -3,7 +3,8 @@
 ``migrate(connection)`` brings any database to this release's layout: an empty one from
 scratch, one that holds release 1's ``predictions`` table in place (recorded as version 1,
 then upgraded), one already current untouched. Each migration runs in one transaction with
-its record, under an advisory lock, so two processes starting together apply it once.
+its record, under an advisory lock, so two processes starting together apply it once, and without
+the connection's statement timeout (a migration takes as long as the log it rewrites).
 
 What it refuses, with a ``SchemaMismatch`` that names the difference: a ``predictions``
 table of a shape no release made (someone else's table, or one altered by hand), and a
@@ -71,6 +72,10 @@ def migrate(connection) -> list[int]:
     applied_now = []
     try:
         with connection.cursor() as cursor:
+            # A migration copies or rebuilds tables that grow with the log: minutes at tens of millions
+            # of rows. Cancelled by the connection's statement timeout, it would leave the service on
+            # the old layout; waiting for another process's migration is as long.
+            cursor.execute("SET LOCAL statement_timeout = 0")
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK,))
             applied = _applied_versions(cursor)
             known = migrations()
@@ -80,6 +85,12 @@ def migrate(connection) -> list[int]:
                     f"{known[-1].version}: run the newer release, or point DATABASE_URL at another database")
             for migration in known:
                 if migration.version in applied:
+                    # One number, two migrations (a development build's): what this layout lacks is unknown.
+                    if not applied[migration.version].startswith(migration.name):
+                        raise SchemaMismatch(
+                            f"the database's migration {migration.version} is '{applied[migration.version]}', "
+                            f"this release's is '{migration.name}': the layout was made by another build; "
+                            "point DATABASE_URL at another database")
                     continue
                 cursor.execute(migration.sql)
                 cursor.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
@@ -93,25 +104,25 @@ def migrate(connection) -> list[int]:
     return applied_now
 
 
-def _applied_versions(cursor) -> set[int]:
+def _applied_versions(cursor) -> dict[int, str]:
     cursor.execute("SELECT to_regclass('schema_migrations') IS NOT NULL, to_regclass('predictions') IS NOT NULL")
     has_migrations, has_log = cursor.fetchone()
     if has_migrations:
-        cursor.execute("SELECT version FROM schema_migrations")
-        return {v for (v,) in cursor.fetchall()}
+        cursor.execute("SELECT version, name FROM schema_migrations")
+        return dict(cursor.fetchall())
     cursor.execute("""CREATE TABLE schema_migrations (
                           version    INTEGER PRIMARY KEY,
                           name       TEXT NOT NULL,
                           applied_at TIMESTAMPTZ NOT NULL DEFAULT now())""")
     if not has_log:
-        return set()
+        return {}
     difference = _difference(_columns(cursor), _RELEASE1_COLUMNS)
     if difference:
         raise SchemaMismatch("a table named predictions exists but is not a prediction log of any release "
                              f"({difference}); nothing was changed: point DATABASE_URL at another database "
                              "or rename that table")
     cursor.execute("INSERT INTO schema_migrations (version, name) VALUES (1, 'release1_log (found in place)')")
-    return {1}
+    return {1: "release1_log (found in place)"}
 
 
 def _check_log_shape(cursor) -> None:

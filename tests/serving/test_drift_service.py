@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import mlflow
 import numpy as np
+import pandas as pd
 import psycopg2
 import pytest
 from mlflow import MlflowClient
@@ -145,6 +146,36 @@ def test_in_distribution_traffic_raises_no_drift_and_equals_the_in_memory_drift(
         assert entry["status"] == "ok"
         assert entry["psi"] == pytest.approx(expected["columns"][column]["psi"], rel=1e-9, abs=1e-12), column
         assert entry["missing_share"] == pytest.approx(expected["columns"][column]["missing_share"]), column
+
+
+def rolled_up(url: str, version: str) -> int:
+    """Rows of ``version`` the drift rollup holds, bucketed or not."""
+    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(sum(n), 0) FROM drift_cells WHERE model_version = %s "
+                       "AND column_name IN ('event_1', '(unbucketed)')", (version,))
+        (n,) = cursor.fetchone()
+    connection.close()
+    return n
+
+
+def test_the_service_keeps_the_drift_rollup_and_reads_whole_hours_from_it(drift_service, traffic, profile):
+    """The gauges' first measure stores the served version's edges, the upkeep rolls the log up,
+    and a window of whole hours (read from the rollup) equals the in-memory drift of every user."""
+    url = drift_service.database_url
+    assert wait_until(lambda: rolled_up(url, "1") == 4_000, 60), rolled_up(url, "1")
+    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT event_1, payer_probability FROM drift_versions WHERE model_version = '1'")
+        stored = cursor.fetchone()
+    connection.close()
+    assert stored == (profile["columns"]["event_1"]["edges"], profile["columns"]["payer_probability"]["edges"])
+    hour = traffic["t0"].replace(minute=0, second=0, microsecond=0)
+    status, _, body = drift_service.http.get(query(since=hour - timedelta(hours=1), until=hour + timedelta(hours=3)))
+    assert status == 200, body
+    (calm, calm_answers), (moved, moved_answers) = traffic["calm"], traffic["moved"]
+    expected = in_memory(profile, pd.concat([calm, moved], ignore_index=True), calm_answers + moved_answers)
+    assert body["n"] == 4_000
+    for column, entry in body["columns"].items():
+        assert entry["psi"] == pytest.approx(expected["columns"][column]["psi"], rel=1e-9, abs=1e-12), column
 
 
 def test_a_shifted_stream_is_flagged_on_the_moved_columns_only(drift_service, traffic, profile):

@@ -66,6 +66,27 @@ def test_release_1s_log_is_upgraded_in_place_with_every_row(fresh_database):
     assert query(fresh_database, "SELECT to_regclass('predictions_release1')") == [(None,)]
 
 
+def test_a_migration_longer_than_the_connections_statement_timeout_completes(fresh_database):
+    """The service migrates on a connection whose statements stop after seconds; an upgrade that
+    copies a large log must not be cancelled (it would leave the service on the old layout)."""
+    query(fresh_database, RELEASE1_SQL)
+    query(fresh_database, """
+        INSERT INTO predictions (row_key, timestamp, request_id, user_index, route, status_code, input_data)
+        SELECT 'r' || i, TIMESTAMPTZ '2026-10-01T00:00Z' + i * INTERVAL '1 second', 'r' || i, 0, '/predict', 200,
+               '{"country": "es"}'
+        FROM generate_series(1, 100000) AS i""")
+    connection = connect(fresh_database, statement_timeout_ms=20)
+    try:
+        assert migrate(connection) == list(range(2, latest_version() + 1))
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW statement_timeout")
+            assert cursor.fetchone() == ("20ms",)  # the connection's own limit is back for what follows
+        connection.rollback()
+    finally:
+        connection.close()
+    assert query(fresh_database, "SELECT count(*) FROM predictions") == [(100000,)]
+
+
 def test_a_predictions_table_of_another_shape_is_refused_and_left_alone(fresh_database):
     query(fresh_database, "CREATE TABLE predictions (id serial, label text)")
     query(fresh_database, "INSERT INTO predictions (label) VALUES ('theirs')")
@@ -88,6 +109,13 @@ def test_a_newer_releases_layout_is_refused(fresh_database):
     query(fresh_database, "INSERT INTO schema_migrations (version, name) VALUES (%s, 'from the future')",
           (latest_version() + 1,))
     with pytest.raises(SchemaMismatch, match="newer than this release"):
+        run_migrate(fresh_database)
+
+
+def test_a_layout_whose_migration_of_one_number_is_another_is_refused(fresh_database):
+    run_migrate(fresh_database)
+    query(fresh_database, "UPDATE schema_migrations SET name = 'reserved' WHERE version = 3")
+    with pytest.raises(SchemaMismatch, match="migration 3 is 'reserved'"):
         run_migrate(fresh_database)
 
 

@@ -6,9 +6,11 @@ import random
 import statistics
 from datetime import datetime, timedelta, timezone
 
+import psycopg2
+import psycopg2.errors
 import pytest
 
-from serving.db import outcomes, stats_cells
+from serving.db import drift_cells, outcomes, stats_cells
 from serving.db.log_rows import ROW_COLUMNS, write_rows
 from serving.db.partitions import Partitions, drop_days_before
 from serving.db.stats import prediction_stats
@@ -117,6 +119,7 @@ def test_retention_drops_whole_old_days_and_their_rollup_hours_and_a_replay_stil
     write_rows(database, old + kept, partitions)
     stats_cells.catch_up(database)
     outcomes.catch_up(database)
+    drift_cells.catch_up(database)
     dropped = drop_days_before(database, today - timedelta(days=3))
     assert f"predictions_{NOW - timedelta(hours=121):%Y%m%d}" in dropped
     assert all(name < f"predictions_{today - timedelta(days=3):%Y%m%d}" for name in dropped)
@@ -130,21 +133,52 @@ def test_retention_drops_whole_old_days_and_their_rollup_hours_and_a_replay_stil
     assert prediction_stats(database, epoch)["total_rows"] == expected(kept + again, epoch)["total_rows"]
 
 
-def test_retention_keeps_a_day_until_both_rollups_have_read_it(database):
-    """/performance reads the log into prediction_outcomes on its own schedule: a day dropped before
-    that read would lose its predictions from /performance for good."""
+def test_retention_keeps_a_day_until_every_rollup_has_read_it(database):
+    """/performance and /drift read the log into their rollups on their own schedules: a day dropped
+    before such a read would lose its predictions from /performance for good, and /drift's cells
+    would miss rows its feed believes it has not reached."""
     rng = random.Random(4)
     today = NOW.date()
     old = log(rng, [24 * 5 + 1])
     write_rows(database, old, Partitions())
-    stats_cells.catch_up(database)                      # /stats has read it, /performance not yet
+    stats_cells.catch_up(database)                      # /stats has read it, /performance and /drift not yet
     assert drop_days_before(database, today - timedelta(days=3)) == []
     assert day_partition(database, (NOW - timedelta(hours=121)).date())
-    outcomes.catch_up(database)
+    outcomes.catch_up(database)                         # /drift still not
+    assert drop_days_before(database, today - timedelta(days=3)) == []
+    assert day_partition(database, (NOW - timedelta(hours=121)).date())
+    drift_cells.catch_up(database)
+    with database.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM drift_cells")
+        assert cursor.fetchone()[0] > 0
     assert drop_days_before(database, today - timedelta(days=3)) == [f"predictions_{NOW - timedelta(hours=121):%Y%m%d}"]
     with database.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM prediction_outcomes")
         assert cursor.fetchone()[0] > 0                 # what was dropped is still in the rollup
+        cursor.execute("SELECT count(*) FROM drift_cells")
+        assert cursor.fetchone()[0] == 0                # the dropped day's drift hours went with it
+
+
+@pytest.mark.parametrize("feed", ["outcome_feed", "stats_feed", "drift_feed"])
+def test_retention_waits_for_a_refresh_in_progress(database, fresh_database, feed):
+    """A refresh holds its feed's row while it reads partitions and rewrites cells: retention must
+    not drop under it (a drift recount deleting an hour's cells, then reading its rows, deadlocked
+    with a drop that then deleted those cells)."""
+    rng = random.Random(5)
+    today = NOW.date()
+    write_rows(database, log(rng, [24 * 5 + 1]), Partitions())
+    for rollup in (stats_cells, outcomes, drift_cells):
+        rollup.catch_up(database)
+    refresher = psycopg2.connect(fresh_database)
+    try:
+        with refresher.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {feed} WHERE id = 1 FOR UPDATE")
+        with pytest.raises(psycopg2.errors.LockNotAvailable):
+            drop_days_before(database, today - timedelta(days=3))
+        assert day_partition(database, (NOW - timedelta(hours=121)).date())
+    finally:
+        refresher.close()
+    assert drop_days_before(database, today - timedelta(days=3)) == [f"predictions_{NOW - timedelta(hours=121):%Y%m%d}"]
 
 
 def test_the_upkeep_makes_partitions_ahead_without_a_row_written(database, fresh_database):
