@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 import psycopg2
+import psycopg2.errors
 import pytest
 
 from serving.db import feed, outcomes, schema
@@ -321,6 +322,10 @@ def test_a_database_with_cells_of_the_previous_layout_upgrades_in_place(fresh_da
                        "FROM outcome_bins")
         rows, keys = cursor.fetchone()
         assert rows == keys > 0  # a row per span, grouping value, version and kind
+    connection.rollback()
+    with pytest.raises(psycopg2.errors.CheckViolation), connection.cursor() as cursor:
+        # A process of the previous release building a span now fails loudly, not silently unread.
+        cursor.execute("UPDATE outcome_cells SET kind = 'p', bin = 3 WHERE ctid = (SELECT min(ctid) FROM outcome_cells)")
     connection.rollback()
     for by, key in [(None, lambda u: None), ("country", lambda u: u["country"].lower()),
                     ("day", lambda u: u["timestamp"].date().isoformat())]:

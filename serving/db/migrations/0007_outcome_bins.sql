@@ -18,12 +18,16 @@ CREATE TABLE outcome_bins (
 );
 CREATE INDEX outcome_bins_span ON outcome_bins (dim, start, days);
 
--- Built cells move over as they are (no span is rebuilt). A NULL bin (a user without a payer
--- probability) was never read: it is left out.
+-- Built cells move over as they are (no span is rebuilt), in one statement: a bin row another
+-- process commits meanwhile is moved or left, never deleted unmoved. A NULL bin (a user without a
+-- payer probability) was never read: it is left out.
+WITH moved AS (DELETE FROM outcome_cells WHERE kind <> 'c' RETURNING *)
 INSERT INTO outcome_bins (start, days, dim, model_version, value, kind, bins, n_labelled, predicted, actual, payers)
 SELECT start, days, dim, model_version, value, kind, array_agg(bin ORDER BY bin),
        array_agg(n_labelled::double precision ORDER BY bin), array_agg(coalesce(predicted, 0) ORDER BY bin),
        array_agg(coalesce(actual, 0) ORDER BY bin), array_agg(coalesce(payers, 0)::double precision ORDER BY bin)
-FROM outcome_cells WHERE kind <> 'c' AND bin IS NOT NULL
+FROM moved WHERE bin IS NOT NULL
 GROUP BY start, days, dim, model_version, value, kind;
-DELETE FROM outcome_cells WHERE kind <> 'c';
+-- outcome_cells holds totals only from now on: a process of the previous release still building
+-- spans (a rolling upgrade) fails loudly instead of writing bins no reader would see.
+ALTER TABLE outcome_cells ADD CONSTRAINT outcome_cells_totals_only CHECK (kind = 'c');
