@@ -87,12 +87,16 @@ def catch_up(url: str) -> dict:
         (matched,) = cursor.fetchone()
         cursor.execute("SELECT count(*), count(DISTINCT (start, days)) FROM outcome_cells")
         cells, built = cursor.fetchone()
-        cursor.execute("SELECT pg_total_relation_size('prediction_outcomes'), pg_total_relation_size('outcome_cells')")
-        outcome_bytes, cell_bytes = cursor.fetchone()
+        cursor.execute("SELECT count(*), sum(cardinality(bins)) FROM outcome_bins")
+        bin_rows, bins = cursor.fetchone()
+        cursor.execute("SELECT pg_total_relation_size('prediction_outcomes'), pg_total_relation_size('outcome_cells'), "
+                       "pg_total_relation_size('outcome_bins')")
+        outcome_bytes, cell_bytes, bin_bytes = cursor.fetchone()
     connection.rollback()
     connection.close()
     return {"refresh_s": refresh_s, "build_cells_s": build_s, "outcome_rows": matched, "cells": cells,
-            "spans_built": built, "outcome_mb": outcome_bytes / 1e6, "cell_mb": cell_bytes / 1e6}
+            "spans_built": built, "bin_rows": bin_rows, "bins": bins, "outcome_mb": outcome_bytes / 1e6,
+            "cell_mb": cell_bytes / 1e6, "bin_mb": bin_bytes / 1e6}
 
 
 def build_all(connection, today) -> list:

@@ -9,6 +9,7 @@ metrics: the definitions training uses.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
+from itertools import chain
 
 import numpy as np
 
@@ -128,16 +129,34 @@ def fold(by: str | None, value):
 def group_outcomes(rows: list[tuple], by: str | None) -> dict[tuple[str, object], tuple[int, Outcomes]]:
     """{(model_version, value): (users predicted, Outcomes)} from rows (value, model_version, kind,
     bin, *STATS): totals (kind 'c') and bins ('p', 'q', 'a'; a group without them has Outcomes
-    without rankings); rows of one folded value and bin are merged. NumPy throughout: a grouping
-    by country can have thousands of values as logged."""
+    without rankings); rows of one folded value and bin are merged. A bins row may hold arrays
+    (bin and each statistic a list, a statistic it lacks None): the bins of one value, version and
+    kind, as outcome_bins stores them. NumPy throughout: a grouping by country can have thousands of
+    values as logged, and a month of bins hundreds of thousands."""
     if not rows:
         return {}
     folded = {v: fold(by, v) for v in {r[0] for r in rows}}
     group_ids: dict[tuple, int] = {}
-    group = np.fromiter((group_ids.setdefault((r[1], folded[r[0]]), len(group_ids)) for r in rows), np.int64, len(rows))
-    kind = np.fromiter((_KIND[r[2]] for r in rows), np.int64, len(rows))
-    bins = np.array([r[3] for r in rows], dtype=float)  # NULL: totals, or a user without a probability
-    stats = np.nan_to_num(np.array([r[4:] for r in rows], dtype=float))
+    ids = [group_ids.setdefault((r[1], folded[r[0]]), len(group_ids)) for r in rows]
+    arrays = [i for i, r in enumerate(rows) if isinstance(r[3], list)]
+    scalars = [i for i, r in enumerate(rows) if not isinstance(r[3], list)]
+    sizes = np.array([len(rows[i][3]) for i in arrays], dtype=np.int64)
+    group = np.concatenate([np.array([ids[i] for i in scalars], dtype=np.int64),
+                            np.repeat(np.array([ids[i] for i in arrays], dtype=np.int64), sizes)])
+    kind = np.concatenate([np.array([_KIND[rows[i][2]] for i in scalars], dtype=np.int64),
+                           np.repeat(np.array([_KIND[rows[i][2]] for i in arrays], dtype=np.int64), sizes)])
+    # NULL bin: totals, or a user without a probability.
+    bins = np.concatenate([np.array([rows[i][3] for i in scalars], dtype=float),
+                           np.fromiter(chain.from_iterable(rows[i][3] for i in arrays), float, int(sizes.sum()))])
+    stats = np.zeros((len(bins), len(STATS)))
+    stats[:len(scalars)] = np.array([rows[i][4:] for i in scalars], dtype=float).reshape(len(scalars), len(STATS))
+    for column in range(len(STATS)):  # one pass per statistic over every array row that has it
+        has = [rows[i][4 + column] is not None for i in arrays]
+        if any(has):
+            at = len(scalars) + np.flatnonzero(np.repeat(np.array(has, dtype=bool), sizes))
+            stats[at, column] = np.fromiter(
+                chain.from_iterable(rows[i][4 + column] for i, h in zip(arrays, has) if h), float, len(at))
+    stats = np.nan_to_num(stats)
     keep = ~np.isnan(bins) | (kind == _KIND["c"])
     bins = np.nan_to_num(bins)
     group, kind, bins, stats = group[keep], kind[keep], bins[keep], stats[keep]

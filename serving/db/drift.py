@@ -44,6 +44,11 @@ def window_counts(connection, *, model_version: str, since: datetime, until: dat
     parameters = {**edge_parameters(model_version, edges), "since": since, "until": until}
     whole_from, whole_until = _ceil_hour(_utc(since)), _utc(until).replace(minute=0, second=0, microsecond=0)
     with connection.cursor() as cursor:
+        known = drift_cells.stored_edges(cursor, model_version) is not None
+    connection.rollback()
+    if not known:  # before counting: a first count that times out must not leave the version unbucketed
+        drift_cells.register(connection, model_version, edges)
+    with connection.cursor() as cursor:
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # the feed and the cells agree
         stored = drift_cells.stored_edges(cursor, model_version)
         if stored != {c: parameters[c] for c in NUMERIC_COLUMNS} or whole_from >= whole_until:
@@ -58,8 +63,6 @@ def window_counts(connection, *, model_version: str, since: datetime, until: dat
             cursor.execute(*_rollup_and_rows(parameters, mark, whole_from, whole_until, unbucketed))
             rows = cursor.fetchall()
     connection.rollback()  # read only: end the transaction, keep no snapshot open
-    if stored is None:
-        drift_cells.register(connection, model_version, edges)
     return _counts(rows)
 
 

@@ -1,4 +1,4 @@
-"""Keeping ``prediction_outcomes`` and the day cells current (migration 0004).
+"""Keeping ``prediction_outcomes`` and the day cells current (migrations 0004 and 0007).
 
 ``refresh`` reads the log rows and labels written since it last looked (by id and seq, see
 serving/db/feed.py) and keeps, per user_id and model version, the latest successful prediction
@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 
 from serving.db.feed import LABEL_FEED, LOG_FEED, FeedBusy, feed_transaction, high_water_mark
-from serving.db.performance import CELL_DIMS, range_parameters, rows_sql
+from serving.db.performance import BINS, CELL_DIMS, RANGE_PLANNING, TOTALS, range_parameters, rows_sql
 from serving.performance import STATS, spans_to_build
 
 # Rows read per refresh transaction: a few seconds of work on a busy 2-core machine at most,
@@ -65,14 +65,30 @@ _APPLY_LABELS = f"""
 
 
 _CELL_COLUMNS = f"dim, model_version, value, kind, bin, {', '.join(STATS)}"
+_SPAN = "(start, days) IN ((%(start)s::date, %(half)s), (%(second)s::date, %(half)s))"
 _BUILD_DAY = (f"INSERT INTO outcome_cells (start, days, {_CELL_COLUMNS}) "
               f"SELECT %(start)s::date, 1, %(dim)s, model_version, value, kind, bin, {', '.join(STATS)} "
               f"FROM ({{rows}}) AS s(value, model_version, kind, bin, {', '.join(STATS)})")
 _BUILD_SPAN = (f"INSERT INTO outcome_cells (start, days, {_CELL_COLUMNS}) "
                f"SELECT %(start)s::date, %(days)s, dim, model_version, value, kind, bin, "
-               f"{', '.join(f'sum({c})' for c in STATS)} FROM outcome_cells "
-               "WHERE (start, days) IN ((%(start)s::date, %(half)s), (%(second)s::date, %(half)s)) "
+               f"{', '.join(f'sum({c})' for c in STATS)} FROM outcome_cells WHERE {_SPAN} "
                "GROUP BY dim, model_version, value, kind, bin")
+# Bins (serving/db/migrations/0007_outcome_bins.sql): a day's from its rows, a span's from its halves'
+# arrays, unnested and summed per bin; NULL bins (no payer probability) are never read, so not kept.
+_BIN_ARRAYS = "bins, n_labelled, predicted, actual, payers"
+_AGGREGATE_BINS = ("array_agg(bin ORDER BY bin), array_agg(n_labelled ORDER BY bin), "
+                   "array_agg(predicted ORDER BY bin), array_agg(actual ORDER BY bin), array_agg(payers ORDER BY bin)")
+_BUILD_DAY_BINS = (f"INSERT INTO outcome_bins (start, days, dim, model_version, value, kind, {_BIN_ARRAYS}) "
+                   f"SELECT %(start)s::date, 1, %(dim)s, model_version, value, kind, {_AGGREGATE_BINS} "
+                   f"FROM ({{rows}}) AS s(value, model_version, kind, bin, {', '.join(STATS)}) WHERE bin IS NOT NULL "
+                   "GROUP BY model_version, value, kind")
+_BUILD_SPAN_BINS = (f"INSERT INTO outcome_bins (start, days, dim, model_version, value, kind, {_BIN_ARRAYS}) "
+                    f"SELECT %(start)s::date, %(days)s, dim, model_version, value, kind, {_AGGREGATE_BINS} FROM ("
+                    "  SELECT dim, model_version, value, kind, u.bin, sum(u.n_labelled) AS n_labelled, "
+                    "         sum(u.predicted) AS predicted, sum(u.actual) AS actual, sum(u.payers) AS payers "
+                    f"  FROM outcome_bins, unnest({_BIN_ARRAYS}) AS u(bin, n_labelled, predicted, actual, payers) "
+                    f"  WHERE {_SPAN} GROUP BY dim, model_version, value, kind, u.bin) AS s "
+                    "GROUP BY dim, model_version, value, kind")
 
 
 @dataclass(frozen=True)
@@ -127,6 +143,7 @@ def build_spans(connection, *, today: date, max_spans: int = 1) -> list[tuple[da
         try:
             with feed_transaction(connection) as cursor:
                 cursor.execute("SELECT 1 FROM outcome_feed WHERE id = 1 FOR UPDATE")
+                cursor.execute(RANGE_PLANNING)  # a day's rows through the timestamp index
                 cursor.execute(f"SELECT min({_DAY}) FROM prediction_outcomes")
                 (first_day,) = cursor.fetchone()
                 cursor.execute("SELECT start, days FROM outcome_spans")
@@ -134,17 +151,21 @@ def build_spans(connection, *, today: date, max_spans: int = 1) -> list[tuple[da
                 if not todo:
                     break
                 ((start, days),) = todo
-                cursor.execute("DELETE FROM outcome_cells WHERE start = %s AND days = %s", (start, days))
+                for table in ("outcome_cells", "outcome_bins"):
+                    cursor.execute(f"DELETE FROM {table} WHERE start = %s AND days = %s", (start, days))
                 if days == 1:
                     moment = datetime.combine(start, time(), tzinfo=timezone.utc)
                     parameters = range_parameters([(moment, moment + timedelta(days=1))])
                     for dim in CELL_DIMS:
-                        cursor.execute(_BUILD_DAY.format(rows=rows_sql(dim, 1)),
+                        cursor.execute(_BUILD_DAY.format(rows=rows_sql(dim, 1, TOTALS)),
+                                       {**parameters, "start": start, "dim": dim})
+                        cursor.execute(_BUILD_DAY_BINS.format(rows=rows_sql(dim, 1, BINS)),
                                        {**parameters, "start": start, "dim": dim})
                 else:
                     half = days // 2
-                    cursor.execute(_BUILD_SPAN, {"start": start, "days": days, "second": start + timedelta(days=half),
-                                                 "half": half})
+                    halves = {"start": start, "days": days, "second": start + timedelta(days=half), "half": half}
+                    cursor.execute(_BUILD_SPAN, halves)
+                    cursor.execute(_BUILD_SPAN_BINS, halves)
                 cursor.execute("INSERT INTO outcome_spans (start, days) VALUES (%s, %s)", (start, days))
             done.append((start, days))
         except FeedBusy:

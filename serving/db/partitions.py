@@ -69,24 +69,31 @@ def drop_days_before(connection, first_kept: date) -> list[str]:
     one row per user and model version, no inputs), so /performance keeps covering the rows dropped.
     """
     dropped, cut = [], first_kept
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL lock_timeout = '5s'")  # dropping locks the parent: never queue long
-        cursor.execute("SELECT least((SELECT last_log_id FROM outcome_feed WHERE id = 1),"
-                       " (SELECT last_log_id FROM stats_feed WHERE id = 1),"
-                       " (SELECT last_log_id FROM drift_feed WHERE id = 1))")
-        (read_through,) = cursor.fetchone()
-        cursor.execute(_DAY_PARTITIONS)
-        for name in sorted(name for (name,) in cursor.fetchall()):
-            day = datetime.strptime(name[-8:], "%Y%m%d").date()
-            if day >= first_kept:
-                break
-            cursor.execute(f'SELECT coalesce(max(id), 0) FROM "{name}"')
-            if cursor.fetchone()[0] > (read_through or 0):
-                cut = day
-                break
-            cursor.execute(f'DROP TABLE "{name}"')
-            dropped.append(name)
-        for cells in ("stats_cells", "drift_cells"):
-            cursor.execute(f"DELETE FROM {cells} WHERE hour < %s::date::timestamp AT TIME ZONE 'UTC'", (cut,))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '5s'")  # dropping locks the parent: never queue long
+            # The feeds' rows first, as every refresher takes its own first: a refresh in progress (which
+            # reads the partitions and rewrites cells) finishes before the drop, and the two never deadlock.
+            marks = []
+            for feed in ("outcome_feed", "stats_feed", "drift_feed"):
+                cursor.execute(f"SELECT last_log_id FROM {feed} WHERE id = 1 FOR UPDATE")
+                marks.append(cursor.fetchone()[0])
+            read_through = min(marks)
+            cursor.execute(_DAY_PARTITIONS)
+            for name in sorted(name for (name,) in cursor.fetchall()):
+                day = datetime.strptime(name[-8:], "%Y%m%d").date()
+                if day >= first_kept:
+                    break
+                cursor.execute(f'SELECT coalesce(max(id), 0) FROM "{name}"')
+                if cursor.fetchone()[0] > (read_through or 0):
+                    cut = day
+                    break
+                cursor.execute(f'DROP TABLE "{name}"')
+                dropped.append(name)
+            for cells in ("stats_cells", "drift_cells"):
+                cursor.execute(f"DELETE FROM {cells} WHERE hour < %s::date::timestamp AT TIME ZONE 'UTC'", (cut,))
+    except BaseException:
+        connection.rollback()  # a lock not had in 5 s: nothing dropped, the connection usable
+        raise
     connection.commit()
     return dropped

@@ -8,14 +8,16 @@ from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 import psycopg2
+import psycopg2.errors
 import pytest
 
-from serving.db import feed, outcomes
+from serving.db import feed, outcomes, schema
+from serving.db.connection import connect
 from serving.db.labels import upsert_labels
 from serving.db.log_rows import ROW_COLUMNS, write_rows
 from serving.db.partitions import Partitions
-from serving.db.performance import performance_rows
-from serving.performance import performance_groups
+from serving.db.performance import CELL_DIMS, performance_rows, rows_sql
+from serving.performance import STATS, performance_groups
 
 NOW = datetime.now(timezone.utc)
 TODAY = NOW.date()
@@ -93,6 +95,10 @@ def assert_matches(metrics: dict, expected: dict):
 
 @pytest.fixture
 def story(database):
+    return write_story(database)
+
+
+def write_story(database):
     """3,000 users over three days (two versions), some predicted twice, some failed or anonymous,
     70% labelled (one label replaced); the expected matched users, computed from what was written."""
     rng = np.random.default_rng(11)
@@ -285,3 +291,49 @@ class HeldCommit(psycopg2.extensions.connection):
     def commit(self):
         if not self.held:
             super().commit()
+
+
+def test_a_database_with_cells_of_the_previous_layout_upgrades_in_place(fresh_database, monkeypatch):
+    """Cells built before migration 0007 (a row per bin in outcome_cells) become arrays: the answers
+    stay those of an independent computation, and no built day is rebuilt."""
+    every = schema.migrations()
+    monkeypatch.setattr(schema, "migrations", lambda: [m for m in every if m.version < 7])
+    connection = connect(fresh_database)
+    schema.migrate(connection)
+    connection, matched = write_story(connection)
+    outcomes.catch_up(connection)
+    days = [TODAY - timedelta(days=2), TODAY - timedelta(days=1)]
+    with connection.cursor() as cursor:  # what the previous release's build_spans wrote for a day
+        for day in days:
+            moment = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc)
+            for dim in CELL_DIMS:
+                cursor.execute(f"INSERT INTO outcome_cells SELECT %(day)s, 1, %(dim)s, model_version, value, kind, bin, "
+                               f"{', '.join(STATS)} FROM ({rows_sql(dim, 1)}) AS s(value, model_version, kind, bin, "
+                               f"{', '.join(STATS)})", {"day": day, "dim": dim, "start_0": moment,
+                                                        "end_0": moment + timedelta(days=1)})
+            cursor.execute("INSERT INTO outcome_spans (start, days) VALUES (%s, 1)", (day,))
+    connection.commit()
+    monkeypatch.setattr(schema, "migrations", lambda: every)
+    assert schema.migrate(connection) == [7]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT DISTINCT kind FROM outcome_cells")
+        assert cursor.fetchall() == [("c",)]
+        cursor.execute("SELECT count(*), count(DISTINCT (start, days, dim, model_version, value, kind)) "
+                       "FROM outcome_bins")
+        rows, keys = cursor.fetchone()
+        assert rows == keys > 0  # a row per span, grouping value, version and kind
+    connection.rollback()
+    with pytest.raises(psycopg2.errors.CheckViolation), connection.cursor() as cursor:
+        # A process of the previous release building a span now fails loudly, not silently unread.
+        cursor.execute("UPDATE outcome_cells SET kind = 'p', bin = 3 WHERE ctid = (SELECT min(ctid) FROM outcome_cells)")
+    connection.rollback()
+    for by, key in [(None, lambda u: None), ("country", lambda u: u["country"].lower()),
+                    ("day", lambda u: u["timestamp"].date().isoformat())]:
+        groups = performance_groups(performance_rows(connection, since=MIDNIGHT - timedelta(days=2), until=None,
+                                                     by=by, today=TODAY), by, min_labelled=200)
+        check(groups, expected_groups(matched, key=key))
+    assert all(days > 1 for _, days in built_spans(connection))  # the days were kept, not rebuilt
+    groups = performance_groups(performance_rows(connection, since=MIDNIGHT - timedelta(days=2), until=None,
+                                                 by="country", today=TODAY), "country", min_labelled=200)
+    check(groups, expected_groups(matched, key=lambda u: u["country"].lower()))  # 2-day span from arrays
+    connection.close()

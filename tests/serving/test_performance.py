@@ -2,9 +2,10 @@
 
 from datetime import date, datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 
-from serving.performance import cover, fold, spans_to_build, split_window
+from serving.performance import cover, fold, performance_groups, spans_to_build, split_window
 
 DAY0 = date(1970, 1, 1)
 T = date(2026, 11, 27)  # day number 20,419 (odd)
@@ -102,3 +103,46 @@ def test_spans_are_built_days_first_then_longer_spans_from_built_halves():
 ])
 def test_values_are_folded_as_the_model_folds_them(by, raw, folded):
     assert fold(by, raw) == folded
+
+
+def test_bins_as_arrays_merge_to_the_groups_of_the_same_bins_as_rows():
+    """outcome_bins' form (a row of arrays per span, value, version and kind, statistics a kind does not
+    keep as None) gives the groups the row-per-bin form gives: spellings folded, spans' bins added."""
+    rng = np.random.default_rng(5)
+    per_bin, as_arrays = [], []
+    for span in range(3):
+        for value in ("PE", "pe ", "ES"):
+            for version in ("1", "2"):
+                users = 150
+                predicted = rng.lognormal(0, 1, users)
+                actual = np.where(rng.random(users) < 0.3, rng.lognormal(1, 1, users), 0.0)
+                probability = rng.uniform(0.01, 0.6, users)
+                totals = (users, users, predicted.sum(), actual.sum(), np.abs(predicted - actual).sum(),
+                          ((predicted - actual) ** 2).sum(), ((probability - (actual > 0)) ** 2).sum(),
+                          users, 0, int((actual > 0).sum()))
+                per_bin.append((value, version, "c", None, *totals))
+                as_arrays.append((value, version, "c", None, *totals))
+                for kind, score in (("p", predicted), ("q", probability), ("a", actual)):
+                    bins = np.round(np.arcsinh(score * 1000) * 50).astype(int)
+                    stats = {b: (int((bins == b).sum()), predicted[bins == b].sum(), actual[bins == b].sum(),
+                                 int((actual[bins == b] > 0).sum())) for b in np.unique(bins)}
+                    for b, (n, p, a, payers) in stats.items():
+                        per_bin.append((value, version, kind, int(b), 0, n, p, a, 0, 0, 0, 0, 0, payers))
+                    keys = sorted(stats)
+                    column = lambda k, keep: [float(stats[b][k]) for b in keys] if keep else None  # noqa: E731
+                    as_arrays.append((value, version, kind, [int(b) for b in keys], None, column(0, True),
+                                      column(1, kind == "p"), column(2, kind in "pa"), None, None, None, None, None,
+                                      column(3, kind == "q")))
+    rng.shuffle(as_arrays)
+    expected, got = performance_groups(per_bin, "country", 200), performance_groups(as_arrays, "country", 200)
+    assert [(g["model_version"], g["value"], g["n_labelled"]) for g in got] == \
+        [(v, c, 3 * 150 * (2 if c == "pe" else 1)) for v in ("1", "2") for c in ("es", "pe")]
+    for mine, theirs in zip(got, expected):
+        assert mine["metrics"].keys() == theirs["metrics"].keys()
+        for name, value in theirs["metrics"].items():
+            if isinstance(value, list):  # deciles: a dict each
+                assert [d.keys() for d in mine["metrics"][name]] == [d.keys() for d in value]
+                assert [x for d in mine["metrics"][name] for x in d.values()] == pytest.approx(
+                    [x for d in value for x in d.values()], rel=1e-12), name
+            else:
+                assert mine["metrics"][name] == pytest.approx(value, rel=1e-12), name

@@ -6,10 +6,13 @@ import random
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
+import psycopg2
+import psycopg2.errors
 import pytest
 
 from revenue_model import drift as D
 from serving.db import drift_cells
+from serving.db.connection import connect
 from serving.db.drift import scan_counts, window_counts
 from serving.db.log_rows import ROW_COLUMNS, write_rows
 from serving.db.partitions import Partitions
@@ -155,3 +158,20 @@ def test_a_version_whose_rollup_edges_differ_is_counted_from_the_rows(database):
     assert window_counts(database, **window) == expected(rows, "1", window["since"], window["until"])
     drift_cells.register(database, "1", EDGES["1"])       # the first edges stored stay
     assert drift_cells.stored_edges(database.cursor(), "1") == EDGES["2"]
+
+
+def test_a_first_count_that_times_out_still_stores_the_versions_edges(database, fresh_database):
+    """Otherwise every later count of that version scans its rows again, and times out again."""
+    blocker = psycopg2.connect(fresh_database)
+    counting = connect(fresh_database, statement_timeout_ms=500)
+    try:
+        with blocker.cursor() as cursor:
+            cursor.execute("LOCK TABLE predictions IN ACCESS EXCLUSIVE MODE")  # the count cannot finish
+        with pytest.raises(psycopg2.errors.QueryCanceled):
+            window_counts(counting, model_version="1", since=NOW - timedelta(hours=24), until=NOW, edges=EDGES["1"])
+    finally:
+        blocker.close()
+        counting.close()
+    with database.cursor() as cursor:
+        assert drift_cells.stored_edges(cursor, "1") is not None
+    database.rollback()

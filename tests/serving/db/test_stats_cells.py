@@ -6,6 +6,8 @@ import random
 import statistics
 from datetime import datetime, timedelta, timezone
 
+import psycopg2
+import psycopg2.errors
 import pytest
 
 from serving.db import drift_cells, outcomes, stats_cells
@@ -155,6 +157,28 @@ def test_retention_keeps_a_day_until_every_rollup_has_read_it(database):
         assert cursor.fetchone()[0] > 0                 # what was dropped is still in the rollup
         cursor.execute("SELECT count(*) FROM drift_cells")
         assert cursor.fetchone()[0] == 0                # the dropped day's drift hours went with it
+
+
+@pytest.mark.parametrize("feed", ["outcome_feed", "stats_feed", "drift_feed"])
+def test_retention_waits_for_a_refresh_in_progress(database, fresh_database, feed):
+    """A refresh holds its feed's row while it reads partitions and rewrites cells: retention must
+    not drop under it (a drift recount deleting an hour's cells, then reading its rows, deadlocked
+    with a drop that then deleted those cells)."""
+    rng = random.Random(5)
+    today = NOW.date()
+    write_rows(database, log(rng, [24 * 5 + 1]), Partitions())
+    for rollup in (stats_cells, outcomes, drift_cells):
+        rollup.catch_up(database)
+    refresher = psycopg2.connect(fresh_database)
+    try:
+        with refresher.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {feed} WHERE id = 1 FOR UPDATE")
+        with pytest.raises(psycopg2.errors.LockNotAvailable):
+            drop_days_before(database, today - timedelta(days=3))
+        assert day_partition(database, (NOW - timedelta(hours=121)).date())
+    finally:
+        refresher.close()
+    assert drop_days_before(database, today - timedelta(days=3)) == [f"predictions_{NOW - timedelta(hours=121):%Y%m%d}"]
 
 
 def test_the_upkeep_makes_partitions_ahead_without_a_row_written(database, fresh_database):
