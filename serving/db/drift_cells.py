@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from revenue_model.drift import CATEGORICAL_INPUTS, NUMERIC_INPUTS, OUTPUTS
-from serving.db.feed import LOG_FEED, FeedBusy, feed_transaction, high_water_mark
+from serving.db.feed import read_log_batch
 
 NUMERIC_COLUMNS = NUMERIC_INPUTS + OUTPUTS
 # Rows read per refresh transaction: seconds of work at most on a busy 2-core machine.
@@ -85,20 +85,10 @@ def refresh(connection, *, batch_rows: int = BATCH_ROWS, backfill_hours: int = B
     None when another refresher holds the feed for longer than LOCK_TIMEOUT. The versions whose
     edges are stored when the batch's statement starts are bucketed; the others are UNBUCKETED.
     """
-    try:
-        with feed_transaction(connection) as cursor:
-            cursor.execute("SELECT last_log_id FROM drift_feed WHERE id = 1 FOR UPDATE")
-            (last,) = cursor.fetchone()
-            mark = high_water_mark(cursor, LOG_FEED)
-            through = min(mark, last + batch_rows)
-            if through > last:
-                cursor.execute(_APPLY, {"after": last, "through": through})
-                cursor.execute("UPDATE drift_feed SET last_log_id = %s WHERE id = 1", (through,))
-            if backfill_hours > 0:
-                _backfill(cursor, through, backfill_hours)
-    except FeedBusy:
-        return None
-    return max(mark - through, 0)
+    return read_log_batch(
+        connection, "drift_feed", batch_rows,
+        lambda cursor, after, through: cursor.execute(_APPLY, {"after": after, "through": through}),
+        (lambda cursor, through: _backfill(cursor, through, backfill_hours)) if backfill_hours > 0 else None)
 
 
 def _backfill(cursor, through: int, hours: int) -> None:

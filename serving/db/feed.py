@@ -62,3 +62,24 @@ def feed_transaction(connection):
     except BaseException:
         connection.rollback()
         raise
+
+
+def read_log_batch(connection, feed_table: str, batch_rows: int, apply, then=None) -> int | None:
+    """One refresh of a rollup fed by the log: take the feed row ``feed_table`` (its
+    ``last_log_id``), ``apply(cursor, after, through)`` to the next ``batch_rows`` committed log
+    ids, move the feed, ``then(cursor, through)`` in the same transaction, and commit; the rows
+    still pending, or None when another refresher held the feed for longer than LOCK_TIMEOUT."""
+    try:
+        with feed_transaction(connection) as cursor:
+            cursor.execute(f"SELECT last_log_id FROM {feed_table} WHERE id = 1 FOR UPDATE")
+            (last,) = cursor.fetchone()
+            mark = high_water_mark(cursor, LOG_FEED)
+            through = min(mark, last + batch_rows)
+            if through > last:
+                apply(cursor, last, through)
+                cursor.execute(f"UPDATE {feed_table} SET last_log_id = %s WHERE id = 1", (through,))
+            if then is not None:
+                then(cursor, through)
+    except FeedBusy:
+        return None
+    return max(mark - through, 0)

@@ -9,7 +9,7 @@ Counts, sums, minima and maxima add up exactly; latency is kept in bins (``LATEN
 from __future__ import annotations
 
 from serving.db.dashboard import PAYER_EDGES, REVENUE_EDGES_USD
-from serving.db.feed import LOG_FEED, FeedBusy, feed_transaction, high_water_mark
+from serving.db.feed import read_log_batch
 
 # Rows read per refresh transaction: seconds of work at most on a busy 2-core machine.
 BATCH_ROWS = 200_000
@@ -68,18 +68,8 @@ def refresh(connection, *, batch_rows: int = BATCH_ROWS) -> int | None:
 
     None when another refresher holds the feed for longer than LOCK_TIMEOUT.
     """
-    try:
-        with feed_transaction(connection) as cursor:
-            cursor.execute("SELECT last_log_id FROM stats_feed WHERE id = 1 FOR UPDATE")
-            (last,) = cursor.fetchone()
-            mark = high_water_mark(cursor, LOG_FEED)
-            through = min(mark, last + batch_rows)
-            if through > last:
-                cursor.execute(_APPLY, {"after": last, "through": through, **EDGES})
-                cursor.execute("UPDATE stats_feed SET last_log_id = %s WHERE id = 1", (through,))
-    except FeedBusy:
-        return None
-    return max(mark - through, 0)
+    return read_log_batch(connection, "stats_feed", batch_rows, lambda cursor, after, through: cursor.execute(
+        _APPLY, {"after": after, "through": through, **EDGES}))
 
 
 def catch_up(connection, *, batch_rows: int = BATCH_ROWS, stop=None) -> int | None:
