@@ -4,9 +4,10 @@ The served version can change while the service runs (an alias that moves), and 
 asked about any version the log holds, so profiles are keyed by version and fetched on first use:
 the ``reference_profile.json`` logged inside the model (read from the registry), or, for a model
 logged before profiles existed, one computed on demand from its training run's test split, in a
-separate process (serving/reference_profile.py). A version with neither is ``NoReference``,
-remembered like a profile (a model version's artifacts do not change); a registry that does not
-answer is ``ReferenceUnavailable`` and is asked again next time.
+separate process (serving/reference_profile.py), ``MAX_COMPUTING`` at a time. A version with
+neither is ``NoReference``, remembered like a profile (a model version's artifacts do not change);
+a version the registry does not have (``UnknownVersion``) and a registry that does not answer
+(``ReferenceUnavailable``) are asked again next time.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ log = logging.getLogger("serving.drift")
 # Versions whose answer is kept: far more than a service ever serves in a day, and a bound on
 # what a client asking for many versions can make it hold.
 MAX_VERSIONS = 16
+# Profiles computed at once: each is a process holding a training run's test split and the model.
+MAX_COMPUTING = 1
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,11 @@ class NoReference(Exception):
     """The version has no profile and none can be computed (or the registry has no such version)."""
 
 
+class UnknownVersion(NoReference):
+    """The registry has no such model version: not remembered (versions a client makes up must not
+    push real ones out), asked again next time (one registry read)."""
+
+
 class ReferenceUnavailable(Exception):
     """The registry or the computation failed for now; worth asking again later."""
 
@@ -55,6 +63,7 @@ class References:
         self.timeout_s = timeout_s
         self._known: OrderedDict[str, Reference | NoReference] = OrderedDict()
         self._loading: dict[str, asyncio.Future] = {}
+        self._computing = asyncio.Semaphore(MAX_COMPUTING)
 
     async def get(self, model_uri: str) -> Reference:
         """The profile of the model at ``model_uri`` (``models:/name/version``, or the served URI);
@@ -66,7 +75,8 @@ class References:
                 loading = self._loading[model_uri] = asyncio.ensure_future(self._load(model_uri))
                 loading.add_done_callback(lambda _: self._loading.pop(model_uri, None))
             known = await asyncio.shield(loading)
-        self._known.move_to_end(model_uri)
+        if model_uri in self._known:
+            self._known.move_to_end(model_uri)
         if isinstance(known, NoReference):
             raise known
         return known
@@ -74,6 +84,8 @@ class References:
     async def _load(self, model_uri: str) -> Reference | NoReference:
         try:
             found = await asyncio.to_thread(_logged, model_uri) or await self._computed(model_uri)
+        except UnknownVersion as missing:
+            return missing
         except NoReference as missing:
             found = missing
         self._known[model_uri] = found
@@ -83,6 +95,10 @@ class References:
 
     async def _computed(self, model_uri: str) -> Reference:
         """A profile computed from the model's training run's test split, in a process of its own."""
+        async with self._computing:
+            return await self._compute(model_uri)
+
+    async def _compute(self, model_uri: str) -> Reference:
         log.info("%s has no reference profile: computing one from its training run's test split", model_uri)
         env = {**os.environ, **({"MLFLOW_TRACKING_URI": self.tracking_uri} if self.tracking_uri else {})}
         with tempfile.TemporaryDirectory(prefix="reference-") as directory:
@@ -122,7 +138,7 @@ def _logged(model_uri: str) -> Reference | None:
                 raise NoReference(f"{model_uri} has no reference profile and its training run no {HOLDOUT_ARTIFACT}")
     except MlflowException as error:
         if error.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise NoReference(f"the registry has no model {model_uri}") from None
+            raise UnknownVersion(f"the registry has no model {model_uri}") from None
         raise ReferenceUnavailable(f"the registry did not answer for {model_uri}: {error.message}") from None
     except (OSError, ValueError) as error:
         raise ReferenceUnavailable(f"the reference profile of {model_uri} could not be read: {error}") from None
