@@ -112,13 +112,17 @@ def query(**parameters) -> str:
                                               for k, v in parameters.items()})
 
 
-def logged_rows(url: str, version: str) -> int:
+def scalar(url: str, sql: str, *parameters):
     with psycopg2.connect(url) as connection, connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM predictions WHERE model_version = %s AND status_code = 200 "
-                       "AND role = 'champion'", (version,))
-        (n,) = cursor.fetchone()
+        cursor.execute(sql, parameters)
+        (value,) = cursor.fetchone()
     connection.close()
-    return n
+    return value
+
+
+def logged_rows(url: str, version: str) -> int:
+    return scalar(url, "SELECT count(*) FROM predictions WHERE model_version = %s AND status_code = 200 "
+                       "AND role = 'champion'", version)
 
 
 @pytest.fixture(scope="module")
@@ -150,12 +154,8 @@ def test_in_distribution_traffic_raises_no_drift_and_equals_the_in_memory_drift(
 
 def rolled_up(url: str, version: str) -> int:
     """Rows of ``version`` the drift rollup holds, bucketed or not."""
-    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
-        cursor.execute("SELECT coalesce(sum(n), 0) FROM drift_cells WHERE model_version = %s "
-                       "AND column_name IN ('event_1', '(unbucketed)')", (version,))
-        (n,) = cursor.fetchone()
-    connection.close()
-    return n
+    return scalar(url, "SELECT coalesce(sum(n), 0) FROM drift_cells WHERE model_version = %s "
+                       "AND column_name IN ('event_1', '(unbucketed)')", version)
 
 
 def test_the_service_keeps_the_drift_rollup_and_reads_whole_hours_from_it(drift_service, traffic, profile):
