@@ -45,10 +45,11 @@ def log_scored(output_path: str | Path, model_name: str | None, model_version: s
         dataset = pyarrow.dataset.dataset(str(output_path), format="parquet")
         inputs = [c for c in dataset.schema.names if c not in OUTPUTS + ("model_version",)]
         for batch in dataset.to_batches(batch_size=CHUNK_ROWS):
-            sent = batch.select(inputs).to_pylist()
+            given = batch.select(inputs)
+            sent = given.to_pylist()
             # Typed as the service types them (stripped strings, float events), so a label for "u1"
             # finds a user the file spelled " u1"; the input as the file gave it stays in input_data.
-            typed = typed_fields(validate_columns(batch.select(inputs).to_pydict()))
+            typed = typed_fields(validate_columns(given.to_pydict()))
             outputs = {c: [_number(v) for v in batch.column(c).to_pylist()] for c in OUTPUTS}
             rows = []
             for i, record in enumerate(sent):
