@@ -132,6 +132,7 @@ async def _answer(request: web.Request, handler, record: RequestRecord, counted:
             charge = BODY_COST * body_bound(request, settings)
             service.admit(charge)
             request[CHARGED] = charge  # released by _account: the request's memory lives until then
+            await service.log_room()
         response = await handler(request)
     except RequestRejected as error:
         record.error = record.error or error.message

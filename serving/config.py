@@ -39,6 +39,7 @@ class Settings:
     max_in_flight_bytes: int = 96 * 2**20   # estimated memory of requests in flight, likewise (core.py)
     log_queue_rows: int = 200_000           # rows held in memory before spilling to disk
     log_queue_bytes: int = 256 * 2**20      # their estimated memory, likewise
+    log_wait_s: float = 5.0                 # a prediction waits at most this long while the queue is over half full
     log_input_max_bytes: int = 16 * 1024    # JSON of one user's stored input (serving/stored_input.py)
     unauthorised_rows_per_s: float = 1.0    # log rows of 401 answers (burst of 10); the rest only counted
     read_queries_max: int = 4               # read routes' queries at once (serving/read_queries.py)
@@ -84,6 +85,7 @@ class Settings:
             max_in_flight_bytes=int(get("MAX_IN_FLIGHT_BYTES", cls.max_in_flight_bytes)),
             log_queue_rows=int(get("LOG_QUEUE_ROWS", cls.log_queue_rows)),
             log_queue_bytes=int(get("LOG_QUEUE_BYTES", cls.log_queue_bytes)),
+            log_wait_s=float(get("LOG_WAIT_S", cls.log_wait_s)),
             log_input_max_bytes=int(get("LOG_INPUT_MAX_BYTES", cls.log_input_max_bytes)),
             unauthorised_rows_per_s=float(get("UNAUTHORISED_ROWS_PER_S", cls.unauthorised_rows_per_s)),
             read_queries_max=int(get("READ_QUERIES_MAX", cls.read_queries_max)),

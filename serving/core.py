@@ -7,6 +7,7 @@ maps the exceptions below to status codes. Every request it handles ends in
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -29,6 +30,11 @@ from serving.stored_input import CONTRACT_FIELDS, INPUT_BYTES_PER_JSON_BYTE, MAR
 # The most JSON a user's stored input takes (LOG_INPUT_MAX_BYTES): a valid user with only the
 # contract's fields is always under it (7 strings of 200 characters, each at most 6 bytes escaped).
 MAX_INPUT_BYTES = 16 * 1024
+
+
+# How often a request waiting for room in the log queue looks again (a 10,000-user batch is
+# written in about 0.2 s).
+_LOG_ROOM_POLL_S = 0.02
 
 
 class RequestRejected(Exception):
@@ -156,7 +162,8 @@ def invocation_users(payload: Any) -> list | None:
 
 class PredictionService:
     def __init__(self, champion: ServedModel, writer: LogWriter, *, max_in_flight: int, max_users: int,
-                 shadow=None, max_input_bytes: int = MAX_INPUT_BYTES, max_in_flight_bytes: int = 96 * 2**20):
+                 shadow=None, max_input_bytes: int = MAX_INPUT_BYTES, max_in_flight_bytes: int = 96 * 2**20,
+                 log_wait_s: float = 5.0):
         """``champion``: the model answering now (replaced by the follower on a swap); ``shadow``: a
         ShadowScorer offered every answered request, or None."""
         self.champion = champion
@@ -166,6 +173,7 @@ class PredictionService:
         self.max_users = max_users
         self.max_input_bytes = max_input_bytes
         self.shadow = shadow
+        self.log_wait_s = log_wait_s
         self.in_flight = 0
         self.in_flight_bytes = 0
 
@@ -194,6 +202,19 @@ class PredictionService:
     def release(self, nbytes: int) -> None:
         self.in_flight -= 1
         self.in_flight_bytes -= nbytes
+
+    async def log_room(self) -> None:
+        """Wait, at most ``log_wait_s``, while the log writer's queue is over half its bound.
+
+        Under load beyond what PostgreSQL stores, answers then slow to its pace instead of rows
+        going to the spill file, which costs the writer twice (written to disk, read back) and grows
+        without bound while the load lasts. With the database down the writer moves its queue to
+        the spill file at disk speed, so room comes at once; past ``log_wait_s`` (a writer stuck on
+        a hung connection) the request goes on and its rows are spilled, as before.
+        """
+        deadline = time.monotonic() + self.log_wait_s
+        while not self.writer.has_room() and time.monotonic() < deadline:
+            await asyncio.sleep(_LOG_ROOM_POLL_S)
 
     def validate(self, record: RequestRecord, users: list) -> dict:
         """Validated columns of users, or RequestRejected: 413 over ``max_users`` (logged as one

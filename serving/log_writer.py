@@ -100,6 +100,10 @@ class LogWriter:
                 self._bytes += nbytes
                 self._wake.notify()
 
+    def has_room(self) -> bool:
+        """Less than half the bound is queued: room for a request's rows, as a rule, without spilling."""
+        return self._rows * 2 < self.max_rows and self._bytes * 2 < self.max_bytes
+
     @property
     def queued_rows(self) -> int:
         return self._rows

@@ -129,7 +129,7 @@ async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threa
         log.info("scorer: MLflow's scoring server answers, %.1f s after start", time.monotonic() - started_at)
         service = PredictionService(champion, writer, max_in_flight=settings.max_in_flight,
                                     max_users=settings.max_batch_users, shadow=models.shadow_scorer,
-                                    max_input_bytes=settings.log_input_max_bytes,
+                                    max_input_bytes=settings.log_input_max_bytes, log_wait_s=settings.log_wait_s,
                                     max_in_flight_bytes=settings.max_in_flight_bytes)
         models.champion.on_switch = lambda served: setattr(service, "champion", served)
         app = build_app(settings, service, models, url)

@@ -113,6 +113,12 @@ def http(service):
     return service.http
 
 
+def metric(service, line_start: str) -> float:
+    """The sum of the service's /metrics samples whose line starts so."""
+    text = service.http.get("/metrics")[2]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start))
+
+
 def rows_for(database_url: str, request_ids, *, expected: int | None = None, timeout_s: float = 15):
     """Log rows of these requests, waiting (the writer is asynchronous) until `expected` are there."""
     ids = list(request_ids)

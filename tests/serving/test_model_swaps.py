@@ -27,7 +27,7 @@ from pipelines.model_logging import log_revenue_model
 from revenue_model.contract import FEATURE_INPUTS
 from revenue_model.predictor import fit_predictor
 from tests.conftest import new_database, tracking_store
-from tests.serving.conftest import Service, wait_until
+from tests.serving.conftest import Service, metric, wait_until
 from tests.serving.test_outcomes import assert_matches, reference
 from tests.serving.test_reliability import USER, Load
 
@@ -89,11 +89,6 @@ def move(store: str, alias: str, version: str) -> None:
 
 def serving(service, version: str, timeout_s: float = 120) -> bool:
     return wait_until(lambda: service.http.get("/health")[2].get("model_version") == version, timeout_s, 0.2)
-
-
-def metric(service, line_start: str) -> float:
-    text = service.http.get("/metrics")[2]
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start))
 
 
 def logged(database_url: str, request_ids: list[str], expected: int, role: str | None = None) -> list[dict]:

@@ -24,7 +24,8 @@ import pgserver
 import psycopg2
 import pytest
 
-from tests.serving.conftest import Service, rows_for, wait_until
+from tests.conftest import new_database
+from tests.serving.conftest import Service, metric, rows_for, wait_until
 from tests.serving.test_edges import raw_http
 
 USER = {"country": "es", "country_region": "Madrid", "source": "Organic", "platform": "iOS",
@@ -514,3 +515,52 @@ def test_the_service_listens_on_loopback_only(service):
         return
     with pytest.raises(OSError):
         socket.create_connection((outside[0], service.port), timeout=2)
+
+
+@pytest.mark.slow
+def test_while_postgresql_falls_behind_answers_wait_for_room_in_the_log_queue_instead_of_spilling(
+        champion_store, postgres, tmp_path):
+    database = new_database(postgres)
+    service = Service(tmp_path, champion_store, database, LOG_QUEUE_ROWS=40, LOG_WAIT_S=60).start()
+    locker = psycopg2.connect(database)
+    try:
+        assert service.http.post("/predict", USER, headers={"X-Request-Id": "room-0"})[0] == 200
+        assert len(rows_for(database, ["room-0"], expected=1)) == 1  # the writer holds nothing
+        locker.cursor().execute("LOCK TABLE predictions IN ACCESS EXCLUSIVE MODE")
+        # The writer takes A's 10 rows and waits on the lock; B's 25 then fill the queue past half.
+        users = lambda n: {"users": [USER] * n}  # noqa: E731
+        assert service.http.post("/batch_predict", users(10), headers={"X-Request-Id": "room-a"})[0] == 200
+        time.sleep(1.5)
+        assert service.http.post("/batch_predict", users(25), headers={"X-Request-Id": "room-b"})[0] == 200
+        answered = {}
+        late = threading.Thread(target=lambda: answered.update(
+            c=service.http.post("/batch_predict", users(20), headers={"X-Request-Id": "room-c"}, timeout=90)[0]))
+        late.start()
+        time.sleep(3)
+        assert not answered, "C was answered while the queue was over half full (its rows go to the spill file)"
+        locker.rollback()  # PostgreSQL takes rows again: A, then B, leave the queue, and C goes on
+        late.join(60)
+        assert answered == {"c": 200}
+        assert len(rows_for(database, ["room-a", "room-b", "room-c"], expected=55, timeout_s=30)) == 55
+        assert metric(service, "revenue_log_rows_spilled ") == 0
+    finally:
+        locker.close()
+        service.stop()
+
+
+def test_a_request_waits_for_room_in_the_log_queue_at_most_log_wait_s(tmp_path):
+    from serving.core import PredictionService
+    from serving.log_writer import LogWriter
+
+    writer = LogWriter("postgresql://127.0.0.1:1/none", tmp_path, max_rows=10)  # not started: nothing drains
+    service = PredictionService(None, writer, max_in_flight=4, max_users=10, log_wait_s=0.5)
+
+    def waited_s() -> float:
+        started = time.monotonic()
+        asyncio.run(service.log_room())
+        return time.monotonic() - started
+
+    writer.submit([("row",)] * 4)
+    assert waited_s() < 0.1  # under half the bound: no wait
+    writer.submit([("row",)])
+    assert 0.5 <= waited_s() < 1.5  # half full: waits its bound, then goes on
