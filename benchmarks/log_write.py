@@ -29,6 +29,7 @@ from revenue_model.validation import validate_columns
 from serving.core import RequestRecord, log_rows
 from serving.db import log_rows as lr
 from serving.db.connection import connect
+from serving.db.log_json import without_nul
 from serving.db.partitions import Partitions
 from serving.db.schema import migrate
 from serving.model_identity import ModelIdentity
@@ -41,7 +42,7 @@ _COPY = f"COPY predictions ({', '.join(lr.ROW_COLUMNS)}) FROM STDIN WITH (FORMAT
 def json_text(rows):
     i = lr.INPUT_DATA
     values = [row[:i] + (None if row[i] is None else lr.to_json(row[i]),) + row[i + 1:] for row in rows]
-    return _JSON_TEXT_INSERT, (lr._without_nul(orjson.dumps(values).decode()),)
+    return _JSON_TEXT_INSERT, (without_nul(orjson.dumps(values).decode()),)
 
 
 def jsonb(rows):
