@@ -38,6 +38,8 @@ class Unsupported(Exception):
 def copy_data(rows: Sequence[tuple], kinds: Sequence[str]) -> bytes:
     """The UTF-8 data of COPY's text format for ``rows`` (tuples of ``len(kinds)`` values);
     raises Unsupported for a value that is not str, number, datetime or None as its kind wants."""
+    if not rows:
+        return b""
     try:
         return _text(rows, tuple(kinds)).encode()
     except UnicodeEncodeError:  # lone surrogates, from a client's "\ud800"
