@@ -16,12 +16,14 @@ import mlflow
 import pandas as pd
 
 from pipelines.reference_profiles import PROFILE_ARTIFACT
+from revenue_model import compiled_trees
 from revenue_model.code_identity import PACKAGE_DIR, code_fingerprint
 from revenue_model.pyfunc_model import input_description, model_signature
-from revenue_model.predictor import RevenuePredictor
+from revenue_model.predictor import BOOSTERS, RevenuePredictor
 
 # Pinned to what trained the model; listing them skips MLflow's slow inference of requirements.
 _RUNTIME = ("mlflow", "lightgbm", "numpy", "pandas", "scipy", "pyarrow")
+_COMPILED_RUNTIME = ("lleaves", "llvmlite")
 
 
 def log_revenue_model(predictor: RevenuePredictor, input_example: pd.DataFrame, *,
@@ -40,6 +42,11 @@ def log_revenue_model(predictor: RevenuePredictor, input_example: pd.DataFrame, 
             path = Path(directory) / f"{key}.{'json' if key in ('feature_state', 'ziln') else 'txt'}"
             path.write_text(text)
             artifacts[key] = str(path)
+        runtime = _RUNTIME
+        trees = Path(directory) / compiled_trees.ARTIFACT
+        if compiled_trees.compile_boosters({name: Path(artifacts[name]) for name in BOOSTERS}, trees):
+            artifacts[compiled_trees.ARTIFACT] = str(trees)
+            runtime += _COMPILED_RUNTIME  # the objects load only with these very versions
         if reference_profile is not None:
             path = Path(directory) / f"{PROFILE_ARTIFACT}.json"
             path.write_text(json.dumps(reference_profile))
@@ -49,5 +56,5 @@ def log_revenue_model(predictor: RevenuePredictor, input_example: pd.DataFrame, 
             code_paths=[str(package_dir)], signature=model_signature(),
             metadata={"inputs": input_description(), "code_sha256": code_fingerprint(package_dir)},
             input_example=input_example, registered_model_name=registered_model_name,
-            pip_requirements=[f"{p}=={version(p)}" for p in _RUNTIME],
+            pip_requirements=[f"{p}=={version(p)}" for p in runtime],
         )

@@ -25,6 +25,7 @@ from mlflow.models.signature import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import ColSpec, Schema
 
+from revenue_model import compiled_trees
 from revenue_model.code_identity import check_code_in_use
 from revenue_model.contract import (
     EVENT_COLUMNS, INPUT_COLUMNS, OUTPUT_COLUMNS, REQUIRED_COLUMNS, THREADS_ENV,
@@ -53,6 +54,9 @@ class RevenueModel(mlflow.pyfunc.PythonModel):
         texts = {name: Path(context.artifacts[name]).read_text() for name in ARTIFACTS}
         threads = int(os.environ.get(THREADS_ENV, "0")) or min(2, os.cpu_count() or 1)
         self.predictor = RevenuePredictor.from_texts(texts, num_threads=threads)
+        # Models logged without compiled trees (or loaded where they cannot run) score with LightGBM.
+        self.predictor.ziln.compiled = compiled_trees.load_compiled(
+            {name: Path(context.artifacts[name]) for name in BOOSTERS}, context.artifacts.get(compiled_trees.ARTIFACT))
 
     def predict(self, context, model_input, params=None):
         """A DataFrame (any of pandas' dtypes for the contract's columns), a list of user dicts,

@@ -28,6 +28,7 @@ From these, for every user (all in USD):
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -35,7 +36,10 @@ import lightgbm as lgb
 import numpy as np
 from scipy.special import ndtri
 
+from revenue_model import compiled_trees
 from revenue_model.fast_booster import FastBooster
+
+log = logging.getLogger(__name__)
 
 MIN_SPREAD = 0.05  # log-USD; keeps quantiles finite when a leaf saw identical payments
 
@@ -73,6 +77,9 @@ class ZilnModel:
     mean_shift: float = 0.0
     p90_level: float = 0.9
     best_rounds: dict = field(default_factory=dict)
+    # {booster name: its trees compiled (revenue_model.compiled_trees)}, set by whoever loaded
+    # them; used for calls of more than one row. None: LightGBM for every call.
+    compiled: dict | None = None
 
     @cached_property
     def fast(self) -> dict[str, FastBooster]:
@@ -176,17 +183,35 @@ def _spread2(raw: np.ndarray) -> np.ndarray:
 
 def predict_ziln(model: ZilnModel, X: np.ndarray, *, num_threads: int = 1) -> dict[str, np.ndarray]:
     """The contract's outputs (USD and probabilities) for each row of X."""
-    boosters = model.fast
-    p = boosters["payer"].predict(X, num_threads=num_threads)
-    mu = boosters["log_mean"].predict(X, num_threads=num_threads)
-    sigma = np.sqrt(_spread2(boosters["log_spread"].predict(X, num_threads=num_threads)))
-    correction = boosters["mean_correction"].predict(X, num_threads=num_threads)
+    raw = _booster_outputs(model, X, num_threads)
+    p, mu, correction = raw["payer"], raw["log_mean"], raw["mean_correction"]
+    sigma = np.sqrt(_spread2(raw["log_spread"]))
     return {
         "predicted_revenue": ziln_mean(p, mu, sigma) * np.exp(correction + model.mean_shift),
         "payer_probability": p,
         "revenue_p10": ziln_quantile(0.1, p, mu, sigma),
         "revenue_p90": ziln_quantile(model.p90_level, p, mu, sigma),
     }
+
+
+def _booster_outputs(model: ZilnModel, X: np.ndarray, num_threads: int) -> dict[str, np.ndarray]:
+    """Each booster's output per row: compiled trees for many rows when the model has them, else
+    LightGBM. The compiled outputs are LightGBM's to the bit; the first and last rows are checked
+    against LightGBM's own at every call, and a model whose compiled trees ever disagree scores
+    with LightGBM from then on (it would be a build of lleaves or LLVM that sums differently)."""
+    fast = model.fast
+    if model.compiled is None or len(X) < 2:
+        return {name: fast[name].predict(X, num_threads=num_threads) for name in BOOSTERS}
+    out = {name: compiled_trees.predict(model.compiled[name], X, num_threads) for name in BOOSTERS}
+    ends = X[[0, -1]]
+    for name in BOOSTERS:
+        expected = np.concatenate([fast[name].predict(ends[k:k + 1]) for k in (0, 1)])
+        if not np.array_equal(out[name][[0, -1]], expected, equal_nan=True):
+            log.error("the compiled %s gave %s where LightGBM gives %s: scoring with LightGBM from now on",
+                      name, out[name][[0, -1]], expected)
+            model.compiled = None
+            return _booster_outputs(model, X, num_threads)
+    return out
 
 
 def ziln_mean(p, mu, sigma):

@@ -34,6 +34,7 @@ LOAD_CSV_AND_PREDICT = textwrap.dedent("""
     print(json.dumps({"columns": list(out.columns), "values": out.to_numpy().tolist(),
                       "event_dtypes": [str(users[c].dtype) for c in ("event_1", "event_2", "event_3")],
                       "package": revenue_model.__file__,
+                      "compiled": model.unwrap_python_model().predictor.ziln.compiled is not None,
                       "project_importable": [m for m in ("serving", "pipelines") if importlib.util.find_spec(m)]}))
 """)
 
@@ -87,5 +88,6 @@ def test_the_model_predicts_from_a_plain_read_csv_in_a_venv_of_its_own_requireme
     assert answer["project_importable"] == []
     assert "/code/revenue_model/" in answer["package"]
     assert answer["columns"] == list(OUTPUT_COLUMNS)
+    assert answer["compiled"]  # the model's own requirements are enough for its compiled trees
     expected = predictor.predict(users.astype({c: float for c in EVENT_COLUMNS})).to_numpy()
     np.testing.assert_allclose(np.array(answer["values"]), expected, rtol=1e-12)
