@@ -1,7 +1,11 @@
 """Writes log rows to PostgreSQL off the request path, and never loses one.
 
 Requests hand rows to ``submit``; one thread takes them in batches and writes
-them with multi-row inserts. Memory is bounded in rows and in bytes: past
+them, each batch in one transaction: its first attempt by COPY (cheapest for
+PostgreSQL, but it cannot skip a row already stored), anything that may be
+stored already by an INSERT that skips stored rows: a batch retried after any
+error (its commit may have succeeded unacknowledged), the spill file's replay,
+rows written one by one. Memory is bounded in rows and in bytes: past
 ``max_rows`` or ``max_bytes`` queued, ``submit`` appends to the spill file
 instead (serving.spill). While PostgreSQL is unreachable, or refuses the whole
 log (no right to insert, read-only, a missing table: an alarm), the thread
@@ -60,6 +64,7 @@ class LogWriter:
         self._queue: deque[tuple[list, int]] = deque()  # (rows, their bytes) per submit
         self._rows = self._bytes = 0
         self._in_hand: list | None = None  # the batch being written: never only in a local variable
+        self._in_hand_tried = False  # once tried, it may be stored: never COPYed again
         self._wake = threading.Condition()
         self._stopping = False
         self._started = False
@@ -201,9 +206,11 @@ class LogWriter:
         the batch still in hand."""
         if self._in_hand is None:
             self._in_hand = self._take(self.batch_rows)
+            self._in_hand_tried = False
         batch = self._in_hand
         if self._connected() and self.spill.replay(self._write, chunk_rows=self.batch_rows, beat=self._pulse):
-            if batch and not self._write(batch):
+            fresh, self._in_hand_tried = not self._in_hand_tried, True
+            if batch and not self._write(batch, fresh=fresh):
                 self._spill(batch)
         elif batch:
             self._spill(batch)
@@ -259,15 +266,20 @@ class LogWriter:
         log.info("connected to PostgreSQL")
         return True
 
-    def _write(self, rows: list) -> bool:
-        """True when the rows are stored (or set aside as bad); False when they must be spilled."""
+    def _write(self, rows: list, *, fresh: bool = False) -> bool:
+        """True when the rows are stored (or set aside as bad); False when they must be spilled.
+        ``fresh``: never tried before, so none can be stored yet (see write_rows)."""
         try:
-            write_rows(self._connection, rows, self._partitions)
+            write_rows(self._connection, rows, self._partitions, fresh=fresh)
         except Exception as error:  # noqa: BLE001 - classified: nothing here may end the thread
             kind = classify(error)
             if kind != ROW:
                 self._failed(error, kind)
                 return False
+            if fresh:  # rolled back: nothing stored. Maybe rows stored already (23505): skipped
+                log.warning("COPY refused a batch of %d rows (%s); inserting it", len(rows), describe(error))
+                self._rollback()
+                return self._connection is not None and self._write(rows)
             # The database takes rows but not one of these: it must not hold back the others.
             log.error("PostgreSQL refused a batch of %d rows (%s); writing them one by one",
                       len(rows), describe(error))

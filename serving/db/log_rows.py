@@ -1,21 +1,22 @@
 """Log rows: their columns, and writing them to the ``predictions`` table.
 
-Rows are written idempotently: each carries ``row_key`` (made by the server: the request's
-attempt id and the user's position), unique with its role and timestamp, so a batch replayed
-after an outage, or written twice because its commit's acknowledgement was lost, is stored once.
+Each row carries ``row_key`` (made by the server: the request's attempt id and the user's
+position), unique with its role and timestamp. A batch's first write goes by COPY (``fresh``);
+anything that may be stored already (a batch replayed after an outage, or retried because its
+commit's acknowledgement was lost) by an INSERT that skips stored rows, so it is stored once.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
+import io
 from typing import Sequence
 
 import orjson
 
 from revenue_model.contract import EVENT_COLUMNS, STRING_COLUMNS
 from serving.db.feed import LOG_FEED, hold_shared
+from serving.db.log_copy import JSON, NUMBER, TEXT, TIMESTAMP, Unsupported, copy_data
+from serving.db.log_json import mapped, scrubbed, to_json, without_nul
 from serving.db.partitions import Partitions, utc_day
 
 # Column order of a log row (core.log_rows builds tuples in this order).
@@ -39,33 +40,43 @@ def typed_fields(columns) -> dict[str, list]:
     return {c: [None if v != v else v for v in columns[c].tolist()] for c in TYPED_FIELDS}
 
 
-def write_rows(connection, rows: Sequence[tuple], partitions: Partitions) -> int:
-    """Insert rows not stored yet, in one statement, and commit; returns rows inserted.
+def write_rows(connection, rows: Sequence[tuple], partitions: Partitions, *, fresh: bool = False) -> int:
+    """Store rows and commit; returns rows inserted.
 
+    ``fresh``: none of the rows can be stored yet (a batch's first attempt), so they go by COPY,
+    which cannot skip a stored row (a duplicate is refused: PostgreSQL's 23505, a row error).
+    Otherwise (replays, retries, a row alone) by one INSERT that skips the rows already stored.
     The days' partitions are created first, in the same transaction. On any error the
     transaction is rolled back (and ``partitions`` forgets what it made in it) before raising.
 
-    The rows travel as one JSON document (orjson, in C) that PostgreSQL unpacks: the writer
-    shares the GIL and two cores with the requests, and quoting every value in Python
-    (``execute_values``) cost it several times more. COPY through a staging table was
-    measured too: its truncation at every commit cost PostgreSQL more than the COPY saved.
-    The document is read as JSONB, parsed once (as ``json`` each ``->>`` parsed the row's
-    element again), with each input embedded as JSON, not as a string to parse a second time:
-    10,000 rows cost PostgreSQL about 5x less (benchmarks/log_write.py). A direct COPY was
-    measured beside it: no faster for PostgreSQL, and several times more Python (CSV of floats,
-    timestamps, NULL apart from ''), and it cannot skip rows already stored.
+    Measured per 10,000 rows (benchmarks/log_write.py, docs/performance.md): the INSERT's rows
+    travel as one JSONB document (orjson, in C) that PostgreSQL unpacks; parsing it was half of
+    PostgreSQL's time, which COPY's text format spares, and its text is built column by column
+    (serving/db/log_copy.py) for no more Python than the document. A batch whose commit may have
+    succeeded unacknowledged must never be COPYed again: the caller decides (serving/log_writer.py).
     """
-    try:
-        document = _document(rows)
-    except orjson.JSONEncodeError:  # lone surrogates, from a client's "\ud800"
-        document = _document([_mapped(row, _scrubbed) for row in rows])
+    data = None
+    if fresh:
+        try:
+            data = copy_data(rows, _KINDS)
+        except Unsupported:  # a value of an unexpected type: the INSERT takes (or refuses) it
+            pass
+    if data is None:
+        try:
+            document = _document(rows)
+        except orjson.JSONEncodeError:  # lone surrogates, from a client's "\ud800"
+            document = _document([mapped(row, scrubbed) for row in rows])
     try:
         with connection.cursor() as cursor:
             hold_shared(cursor, LOG_FEED)  # before any id is taken: see serving/db/feed.py
-        partitions.ensure(connection, {utc_day(row[_TIMESTAMP]) for row in rows})
+        partitions.ensure(connection, {utc_day(moment) for moment in {row[_TIMESTAMP] for row in rows}})
         with connection.cursor() as cursor:
-            cursor.execute(_INSERT, (document,))
-            inserted = cursor.rowcount
+            if data is None:
+                cursor.execute(_INSERT, (document,))
+                inserted = cursor.rowcount
+            else:
+                cursor.copy_expert(_COPY, io.BytesIO(data), size=_COPY_CHUNK)
+                inserted = len(rows)
         connection.commit()
     except BaseException:
         partitions.forget()
@@ -87,21 +98,7 @@ def _document(rows: Sequence[tuple]) -> str:
     i = INPUT_DATA
     values = [row[:i] + (None if row[i] is None else orjson.Fragment(to_json(row[i])),) + row[i + 1:]
               for row in rows]
-    return _without_nul(orjson.dumps(values).decode())
-
-
-def _mapped(value, leaf):
-    """``value`` with ``leaf`` applied to every scalar in it, dict keys included."""
-    if isinstance(value, dict):
-        return {_mapped(k, leaf): _mapped(v, leaf) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_mapped(v, leaf) for v in value)
-    return leaf(value)
-
-
-def _scrubbed(value):
-    """A lone surrogate as its escape text (six characters), which PostgreSQL stores, as it does NUL."""
-    return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
+    return without_nul(orjson.dumps(values).decode())
 
 
 # Types of the non-text columns; input_data is taken as the JSON it is (a JSON null is SQL NULL).
@@ -113,40 +110,7 @@ _SELECT = ", ".join(f"nullif(e->{i}, 'null')" if c == "input_data" else f"(e->>{
                     for i, c in enumerate(ROW_COLUMNS))
 _INSERT = (f"INSERT INTO predictions ({', '.join(ROW_COLUMNS)}) SELECT {_SELECT} "
            "FROM jsonb_array_elements(%s::jsonb) AS e ON CONFLICT (row_key, role, timestamp) DO NOTHING")
-
-
-def to_json(value) -> str:
-    """JSON that PostgreSQL accepts: NaN and Infinity, which clients may send, become strings."""
-    if _flat_and_finite(value):  # nearly every user as sent: orjson writes the same JSON 9x faster
-        try:
-            return orjson.dumps(value).decode()
-        except orjson.JSONEncodeError:  # integers past 64 bits, lone surrogates
-            pass
-    try:
-        return json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
-    except ValueError:
-        return json.dumps(_mapped(value, _finite), ensure_ascii=False, default=str, allow_nan=False)
-
-
-def _flat_and_finite(value) -> bool:
-    """An object of strings, integers, booleans, nulls and finite floats (orjson would write NaN as null)."""
-    return type(value) is dict and all(type(v) in _SCALARS or (type(v) is float and v - v == 0.0)
-                                       for v in value.values())
-
-
-_SCALARS = (str, int, bool, type(None))
-
-
-def _finite(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    return value
-
-
-def _without_nul(json_text: str) -> str:
-    r"""PostgreSQL can store NUL neither in text nor in JSONB ("\u0000"): both keep the six
-    characters \u0000 instead. In JSON, only an escape preceded by an even run of backslashes is one."""
-    return _JSON_NUL.sub(r"\1\\\\u0000", json_text) if "\\u0000" in json_text else json_text
-
-
-_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+_COPY = f"COPY predictions ({', '.join(ROW_COLUMNS)}) FROM STDIN"  # text format
+_COPY_CHUNK = 2**20  # bytes handed to libpq at a time
+_KINDS = tuple(JSON if c == "input_data" else TIMESTAMP if _SQL_TYPES.get(c) == "timestamptz"
+               else NUMBER if c in _SQL_TYPES else TEXT for c in ROW_COLUMNS)

@@ -222,11 +222,11 @@ class DiesInWrite(LogWriter):
 
     deaths_left = 1_000_000
 
-    def _write(self, rows):
+    def _write(self, rows, *, fresh=False):
         if self.deaths_left > 0:
             self.deaths_left -= 1
             raise SystemExit("the writer thread ends here")
-        return super()._write(rows)
+        return super()._write(rows, fresh=fresh)
 
 
 def test_stop_spills_what_it_holds_when_the_thread_is_dead(schema, tmp_path):
@@ -366,3 +366,94 @@ def test_rows_of_a_day_without_a_partition_get_one(schema, tmp_path):
                        (request,))
         assert cursor.fetchone() == ("predictions_20190304",)
     connection.close()
+
+
+# -- issue 17: a batch's first write by COPY, anything that may be stored already by INSERT ------
+
+# Counts the rows offered to the log by COPY and by anything else, even in a statement that fails
+# (sequences are not rolled back): which way the writer stored a batch, seen from PostgreSQL.
+COUNT_ROWS = """
+    CREATE SEQUENCE rows_copied; CREATE SEQUENCE rows_inserted;
+    CREATE FUNCTION count_row() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF current_query() LIKE 'COPY predictions%' THEN PERFORM nextval('rows_copied');
+        ELSE PERFORM nextval('rows_inserted'); END IF;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER count_row BEFORE INSERT ON predictions FOR EACH ROW EXECUTE FUNCTION count_row();
+"""
+
+
+@pytest.fixture
+def counted(fresh_database):
+    """A database of its own whose log counts the rows offered by COPY and by INSERT; its URL."""
+    connection = connect(fresh_database)
+    migrate(connection)
+    with connection.cursor() as cursor:
+        cursor.execute(COUNT_ROWS)
+    connection.commit()
+    connection.close()
+    return fresh_database
+
+
+def offered(url) -> tuple[int, int]:
+    """(rows offered by COPY, by INSERT) so far."""
+    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM rows_copied), "
+                       "(SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM rows_inserted)")
+        counts = cursor.fetchone()
+    connection.close()
+    return counts
+
+
+def test_a_batch_is_written_by_copy(counted, tmp_path):
+    request = uuid.uuid4().hex
+    writer = LogWriter(counted, tmp_path).start()
+    writer.submit([row(request, i) for i in range(5)])
+    writer.stop()
+    assert [r[0] for r in stored(counted, request)] == [0, 1, 2, 3, 4]
+    assert offered(counted) == (5, 0)
+
+
+class LosesAnAcknowledgement(LogWriter):
+    """The first batch's commit succeeds but the writer hears of an error (the acknowledgement lost)."""
+
+    lost = False
+
+    def _write(self, rows, *, fresh=False):
+        written = super()._write(rows, fresh=fresh)
+        if not self.lost:
+            self.lost = True
+            raise ConnectionResetError("the commit's acknowledgement was lost")
+        return written
+
+
+def test_a_batch_retried_after_an_error_is_inserted_not_copied_again(counted, tmp_path):
+    request = uuid.uuid4().hex
+    writer = LosesAnAcknowledgement(counted, tmp_path, retry_s=0.05).start()
+    writer.submit([row(request, i) for i in range(5)])
+    assert wait_until(lambda: writer.errors == 1 and writer._in_hand is None, 15, 0.05), "not retried"
+    writer.stop()
+    assert [r[0] for r in stored(counted, request)] == [0, 1, 2, 3, 4]
+    assert offered(counted) == (5, 5)  # copied once; the retry skipped the 5 stored rows
+    assert writer.rows_spilled == 0 and not (tmp_path / "rejected.jsonl").exists()
+
+
+def test_a_batch_copy_refuses_is_inserted_whole_and_stored_once(counted, tmp_path):
+    """COPY refuses a batch holding a row already stored (23505, a row's fault): the batch goes
+    again by the INSERT, which skips that row, not row by row nor to the spill file."""
+    request = uuid.uuid4().hex
+    rows = [row(request, i) for i in range(5)]
+    from serving.db.log_rows import write_rows
+    from serving.db.partitions import Partitions
+
+    connection = connect(counted)
+    write_rows(connection, rows[2:3], Partitions())
+    connection.close()
+    writer = LogWriter(counted, tmp_path).start()
+    writer.submit(rows)
+    writer.stop()
+    assert [r[0] for r in stored(counted, request)] == [0, 1, 2, 3, 4]
+    copied, inserted = offered(counted)
+    assert copied == 3 and inserted == 1 + 5  # COPY stopped at the stored row; one INSERT of the batch
+    assert writer.rows_spilled == 0 and writer.alarm is None and not (tmp_path / "rejected.jsonl").exists()
