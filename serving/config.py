@@ -37,7 +37,7 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     max_in_flight: int = 256                # requests beyond this get 503 at once
     max_in_flight_bytes: int = 96 * 2**20   # estimated memory of requests in flight, likewise (core.py)
-    log_queue_rows: int = 200_000           # rows held in memory before spilling to disk
+    log_queue_rows: int = 40_000            # rows held in memory before spilling to disk (docs/log.md)
     log_queue_bytes: int = 256 * 2**20      # their estimated memory, likewise
     log_wait_s: float = 5.0                 # a prediction waits at most this long while the queue is over half full
     log_input_max_bytes: int = 16 * 1024    # JSON of one user's stored input (serving/stored_input.py)

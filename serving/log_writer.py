@@ -47,7 +47,7 @@ ROW_BYTES = 1024
 
 
 class LogWriter:
-    def __init__(self, database_url: str, spill_dir: Path, *, max_rows: int = 200_000,
+    def __init__(self, database_url: str, spill_dir: Path, *, max_rows: int = 40_000,
                  max_bytes: int = 256 * 2**20, batch_rows: int = 5000, retry_s: float = 1.0,
                  max_backoff_s: float = 30.0, linger_s: float = 0.5, stall_s: float = 120.0):
         self.database_url = database_url
