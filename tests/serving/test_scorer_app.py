@@ -1,5 +1,7 @@
 import asyncio
 import io
+import json
+import math
 import threading
 
 import numpy as np
@@ -53,6 +55,19 @@ def test_an_error_in_the_call_reaches_the_handler_that_awaited_it():
     assert caught == ["bad input"]
 
 
+def test_the_models_answer_is_written_by_orjson_with_mlflows_values_to_the_bit():
+    values = np.array([[1.5, 0.25, 0.0, 1e-320], [1e-05, 5e-324, -0.0, 1e300], [0.1 + 0.2, 2.0**60, 7.0, 123456.789]])
+    raw = Predictions(values, columns=list(OUTPUT_COLUMNS))
+    ours, mlflows = io.StringIO(), io.StringIO()
+    scorer_app.predictions_to_json(raw, ours)
+    scorer_app._mlflow_predictions_to_json(raw, mlflows)
+    assert ours.getvalue().startswith('{"predictions":[{"predicted_revenue":1.5,"payer_probability":0.25,'
+                                      '"revenue_p10":0.0,"revenue_p90":1e-320},{"predicted_revenue":0.00001,')
+    assert json.loads(ours.getvalue()) == json.loads(mlflows.getvalue())  # every float read back equal
+    assert [[math.copysign(1, v) for v in r.values()] for r in json.loads(ours.getvalue())["predictions"]] == \
+        [[math.copysign(1, v) for v in row] for row in values.tolist()]  # -0.0 kept
+
+
 @pytest.mark.parametrize("raw", [
     Predictions(np.array([[1.5, 0.25, 0.0, 1e-320], [np.nan, np.inf, -np.inf, 1e300], [0.1 + 0.2, -0.0, 7.0, 2.0**60]]),
                 columns=list(OUTPUT_COLUMNS)),
@@ -60,7 +75,7 @@ def test_an_error_in_the_call_reaches_the_handler_that_awaited_it():
     np.array([[1.0, np.nan], [3.0, 4.0]]),
     {"n": np.int64(3), "f": np.float64(0.3), "x": [np.arange(2)]},
 ])
-def test_the_answers_json_is_mlflows_byte_for_byte(raw):
+def test_answers_other_than_finite_floats_are_mlflows_json_byte_for_byte(raw):
     """The one-shot encoding writes what MLflow's own predictions_to_json writes, NaN and numpy included."""
     ours, mlflows = io.StringIO(), io.StringIO()
     scorer_app.predictions_to_json(raw, ours)
