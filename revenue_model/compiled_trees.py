@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 
 ARTIFACT = "compiled_trees"
 MANIFEST = "manifest.json"
-# A CPU every machine of the triple has: an object built on one x86-64 host runs on another.
-TARGET_CPU = "generic"
+# A CPU every machine of the triple has, with no feature beyond it: an object built on one x86-64
+# host runs on another. (lleaves otherwise adds the building host's features: AVX-512 code here,
+# which would kill a process on a CPU without it.)
+TARGET_CPU, TARGET_FEATURES = "generic", ""
 _FORMAT = 1
 
 
@@ -46,8 +48,8 @@ def _host() -> dict | None:
         import llvmlite.binding as llvm
 
         return {"format": _FORMAT, "lleaves": version("lleaves"), "llvmlite": version("llvmlite"),
-                "triple": llvm.get_process_triple(), "target_cpu": TARGET_CPU}
-    except (ImportError, PackageNotFoundError):
+                "triple": llvm.get_process_triple(), "target_cpu": TARGET_CPU, "target_features": TARGET_FEATURES}
+    except Exception:  # noqa: BLE001 - not installed, or its library does not load here: LightGBM
         return None
 
 
@@ -61,7 +63,7 @@ def _options(text_path: Path, name: str) -> dict:
     trees = lleaves.Model(model_file=str(text_path)).num_trees()
     # One block of all the trees (at least 1) and no inlining: LightGBM's order of summation.
     return {"raw_score": raw_score(name), "fblocksize": max(trees, 1), "finline": False,
-            "target_cpu": TARGET_CPU}
+            "target_cpu": TARGET_CPU, "target_cpu_features": TARGET_FEATURES}
 
 
 def compile_boosters(text_paths: dict[str, Path], directory: Path) -> bool:
@@ -95,19 +97,19 @@ def load_compiled(text_paths: dict[str, Path], directory: Path | None) -> dict |
     if directory is None or not (Path(directory) / MANIFEST).is_file():
         return None
     directory = Path(directory)
-    manifest = json.loads((directory / MANIFEST).read_text())
-    host = _host()
-    if host is None:
-        log.warning("the model has compiled trees but lleaves is not installed: scoring with LightGBM")
-        return None
-    built = {k: manifest.get(k) for k in host}
-    if built != host:
-        log.warning("the model's compiled trees were built for %s, this is %s: scoring with LightGBM", built, host)
-        return None
-    import lleaves
-
-    models = {}
     try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+        host = _host()
+        if host is None:
+            log.warning("the model has compiled trees but lleaves cannot run here: scoring with LightGBM")
+            return None
+        built = {k: manifest.get(k) for k in host}
+        if built != host:
+            log.warning("the model's compiled trees were built for %s, this is %s: scoring with LightGBM", built, host)
+            return None
+        import lleaves
+
+        models = {}
         for name, text_path in text_paths.items():
             entry = manifest["boosters"][name]
             obj = directory / entry["file"]
@@ -116,7 +118,7 @@ def load_compiled(text_paths: dict[str, Path], directory: Path | None) -> dict |
                 log.warning("the compiled %s is not of this model's trees: scoring with LightGBM", name)
                 return None
             model = lleaves.Model(model_file=str(text_path))
-            options = {k: entry[k] for k in ("raw_score", "fblocksize", "finline", "target_cpu")}
+            options = {k: entry[k] for k in ("raw_score", "fblocksize", "finline", "target_cpu", "target_cpu_features")}
             model.compile(cache=str(obj), **options)
             models[name] = model
     except Exception:  # noqa: BLE001 - a damaged artifact must not stop the model from serving

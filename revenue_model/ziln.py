@@ -199,10 +199,10 @@ def _booster_outputs(model: ZilnModel, X: np.ndarray, num_threads: int) -> dict[
     LightGBM. The compiled outputs are LightGBM's to the bit; the first and last rows are checked
     against LightGBM's own at every call, and a model whose compiled trees ever disagree scores
     with LightGBM from then on (it would be a build of lleaves or LLVM that sums differently)."""
-    fast = model.fast
-    if model.compiled is None or len(X) < 2:
+    fast, compiled = model.fast, model.compiled  # read once: another thread may drop it meanwhile
+    if compiled is None or len(X) < 2:
         return {name: fast[name].predict(X, num_threads=num_threads) for name in BOOSTERS}
-    out = {name: compiled_trees.predict(model.compiled[name], X, num_threads) for name in BOOSTERS}
+    out = {name: compiled_trees.predict(compiled[name], X, num_threads) for name in BOOSTERS}
     ends = X[[0, -1]]
     for name in BOOSTERS:
         expected = np.concatenate([fast[name].predict(ends[k:k + 1]) for k in (0, 1)])

@@ -35,7 +35,9 @@ def start_embedded(pgdata_dir: Path) -> tuple[object, str]:
 def connect(url: str, *, timeout_s: int = CONNECT_TIMEOUT_S,
             statement_timeout_ms: int = WRITE_STATEMENT_TIMEOUT_MS, application_name: str = "revenue-service"):
     """A connection (autocommit off) whose every statement is cancelled after ``statement_timeout_ms``."""
+    # UTF-8 whatever the database's or PGCLIENTENCODING's: COPY sends the log's text as UTF-8 bytes.
     connection = psycopg2.connect(url, connect_timeout=timeout_s, application_name=application_name,
-                                  options=f"-c statement_timeout={int(statement_timeout_ms)}", **_KEEPALIVES)
+                                  options=f"-c statement_timeout={int(statement_timeout_ms)}",
+                                  client_encoding="UTF8", **_KEEPALIVES)
     connection.autocommit = False
     return connection

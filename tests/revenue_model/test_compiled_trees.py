@@ -92,3 +92,21 @@ def test_compiled_trees_that_disagree_with_lightgbm_are_dropped_and_the_call_ans
             assert np.array_equal(got[column], expected[column]), column
     finally:
         model.compiled = own
+
+
+def test_the_compiled_trees_use_no_instruction_beyond_the_baseline_of_their_architecture(logged):
+    """Built with the logging host's features (AVX-512 here), an object kills a process on a CPU
+    without them (SIGILL, before any check can run): the objects must be baseline x86-64 code."""
+    import platform
+    import re
+    import subprocess
+
+    assert platform.machine() == "x86_64"  # this test reads x86 assembly
+    _, directory = artifacts(logged[1])
+    for name in BOOSTERS:
+        listing = subprocess.run(["objdump", "-d", f"{directory}/{name}.o"], capture_output=True, text=True,
+                                 check=True).stdout
+        instructions = [line for line in listing.splitlines() if re.match(r"\s+[0-9a-f]+:\t", line)]
+        assert len(instructions) > 100, name
+        beyond = [line for line in instructions if re.search(r"%[xyz]mm(1[6-9]|2\d|3[01])|%[yz]mm|%k[0-7]|\tv[a-z]", line)]
+        assert not beyond, (name, beyond[:3])

@@ -148,3 +148,25 @@ def test_literal_values_of_the_nasty_cases(two_databases):
     assert got["varied:0"][7] is None and got["varied:4"][7] == {"big": 10**30, "x": "Infinity"}
     assert [got[f"varied:{i}"][8] for i in range(len(FLOATS))] == FLOATS
     assert got["surrogates:0"][0] == "a\\ud800b" and got["surrogates:0"][7] == {"k\\udfff": "v\\ud800", "n": "NaN"}
+
+
+def test_copy_stores_non_ascii_text_right_in_a_database_of_another_encoding(postgres):
+    """COPY sends UTF-8 bytes: the connection must say so, whatever the database's encoding."""
+    import uuid
+
+    name = f"latin1_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(postgres)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    admin.close()
+    connection = connect(postgres.replace("/postgres?", f"/{name}?", 1))
+    try:
+        migrate(connection)
+        write_rows(connection, [make_row("enc", 0, country="café", input_data={"country": "españa"})],
+                   Partitions(), fresh=True)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT country, input_data->>'country' FROM predictions")
+            assert cursor.fetchall() == [("café", "españa")]
+    finally:
+        connection.close()
