@@ -115,6 +115,7 @@ async def handle(request: web.Request, handler) -> web.StreamResponse:
                                              request.get(CHARGED))
         return response
     except BaseException:  # not handed over to _account
+        service.unreserve(record)
         if CHARGED in request:
             service.release(request[CHARGED])
         raise
@@ -132,7 +133,6 @@ async def _answer(request: web.Request, handler, record: RequestRecord, counted:
             charge = BODY_COST * body_bound(request, settings)
             service.admit(charge)
             request[CHARGED] = charge  # released by _account: the request's memory lives until then
-            await service.log_room()
         response = await handler(request)
     except RequestRejected as error:
         record.error = record.error or error.message
@@ -173,6 +173,7 @@ def _account(app: web.Application, record: RequestRecord, status: int, counted: 
     try:
         _count_and_log(app, service, metrics, record, status, counted)
     finally:
+        service.unreserve(record)
         if charged is not None:
             service.release(charged)
 

@@ -32,9 +32,11 @@ from serving.stored_input import CONTRACT_FIELDS, INPUT_BYTES_PER_JSON_BYTE, MAR
 MAX_INPUT_BYTES = 16 * 1024
 
 
-# How often a request waiting for room in the log queue looks again (a 10,000-user batch is
-# written in about 0.2 s).
+# How often the request first in line for room in the log queue looks again (a 10,000-user batch
+# is written in about 0.2 s).
 _LOG_ROOM_POLL_S = 0.02
+# Requests of at most this many users never wait for room in the log queue (PredictionService.log_room).
+LOG_ROOM_FREE_ROWS = 100
 
 
 class RequestRejected(Exception):
@@ -76,6 +78,7 @@ class RequestRecord:
     raw_body: str | None = None      # when the body had no users to speak of
     body_bytes: int = 0              # the body's size after decompression
     identity: ModelIdentity | None = None  # the version that answered (or was asked); None: no call made
+    log_reserved: int = 0            # its rows counted ahead in the log queue (PredictionService.log_room)
 
     def latency_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
@@ -174,6 +177,8 @@ class PredictionService:
         self.max_input_bytes = max_input_bytes
         self.shadow = shadow
         self.log_wait_s = log_wait_s
+        self.log_reserved = 0  # rows of requests let through log_room and not recorded yet
+        self._log_gate = asyncio.Lock()  # requests waiting for room in the log queue, in order
         self.in_flight = 0
         self.in_flight_bytes = 0
 
@@ -203,18 +208,35 @@ class PredictionService:
         self.in_flight -= 1
         self.in_flight_bytes -= nbytes
 
-    async def log_room(self) -> None:
-        """Wait, at most ``log_wait_s``, while the log writer's queue is over half its bound.
+    async def log_room(self, record: RequestRecord, rows: int) -> None:
+        """Before scoring ``rows`` users: wait, at most ``log_wait_s``, until they fit in half the
+        log writer's queue with the rows of requests let through before them, while the writer is
+        draining it; then count them in (``unreserve`` when the request is recorded).
 
-        Under load beyond what PostgreSQL stores, answers then slow to its pace instead of rows
-        going to the spill file, which costs the writer twice (written to disk, read back) and grows
-        without bound while the load lasts. With the database down the writer moves its queue to
-        the spill file at disk speed, so room comes at once; past ``log_wait_s`` (a writer stuck on
-        a hung connection) the request goes on and its rows are spilled, as before.
+        Under load beyond what PostgreSQL stores, answers slow to its pace instead of rows going
+        to the spill file, which costs the writer twice (written to disk, read back) and grows for
+        as long as the load lasts. Requests wait their turn in order and only the first looks;
+        a request of at most LOG_ROOM_FREE_ROWS users never waits (its rows cannot fill the
+        queue, its latency matters), nor does any while the writer is not draining (database
+        down, spill file replaying, connection hung: waiting would not bring room), nor the first
+        into an empty queue, whatever its size.
         """
-        deadline = time.monotonic() + self.log_wait_s
-        while not self.writer.has_room() and time.monotonic() < deadline:
-            await asyncio.sleep(_LOG_ROOM_POLL_S)
+        if rows > LOG_ROOM_FREE_ROWS and (self._log_gate.locked() or not self._log_fits(rows)):
+            async with self._log_gate:
+                deadline = time.monotonic() + self.log_wait_s
+                while not self._log_fits(rows) and self.writer.draining and time.monotonic() < deadline:
+                    await asyncio.sleep(_LOG_ROOM_POLL_S)
+        record.log_reserved = rows
+        self.log_reserved += rows
+
+    def _log_fits(self, rows: int) -> bool:
+        reserved = self.log_reserved
+        return self.writer.has_room(reserved + rows) or (reserved == 0 and self.writer.queued_rows == 0)
+
+    def unreserve(self, record: RequestRecord) -> None:
+        """The request's rows are submitted to the writer (or will never be): no longer counted ahead."""
+        self.log_reserved -= record.log_reserved
+        record.log_reserved = 0
 
     def validate(self, record: RequestRecord, users: list) -> dict:
         """Validated columns of users, or RequestRejected: 413 over ``max_users`` (logged as one
@@ -237,6 +259,7 @@ class PredictionService:
     async def predict(self, record: RequestRecord, users: list) -> list[dict]:
         """Validate and score users (in order); outputs carry the contract's four columns."""
         columns = self.validate(record, users)
+        await self.log_room(record, len(users))
         # The model is taken once per request, and its identity with it: a swap meanwhile changes neither.
         served = self.champion
         record.identity = served.identity
@@ -246,6 +269,7 @@ class PredictionService:
 
     async def passthrough(self, record: RequestRecord, body: bytes, content_type: str | None) -> tuple:
         """An /invocations body forwarded as is to the model serving now; (status, body, content type)."""
+        await self.log_room(record, len(record.users or [None]))
         served = self.champion
         record.identity = served.identity
         with served.using():

@@ -44,6 +44,9 @@ log = logging.getLogger("serving.log_writer")
 
 # Memory of one queued row without its input, measured with tracemalloc (tests/serving/test_core.py).
 ROW_BYTES = 1024
+# A writer that has written no queued batch for this long is not draining its queue (a replay of
+# the spill file, a hung connection): waiting for room then helps no request (serving.core).
+DRAINING_S = 2.0
 
 
 class LogWriter:
@@ -74,7 +77,7 @@ class LogWriter:
         self._backoff = 0.0        # after an exception in a cycle
         self._alarm_backoff = 0.0  # while the database refuses the log
         self._stopped = threading.Event()
-        self._beat = time.monotonic()
+        self._beat = self._drained = time.monotonic()
         self._thread = self._new_thread()
         self._watchdog = threading.Thread(target=self._watch, name="log-writer-watchdog", daemon=True)
         self.rows_written = self.rows_spilled = self.rows_rejected = 0
@@ -105,9 +108,15 @@ class LogWriter:
                 self._bytes += nbytes
                 self._wake.notify()
 
-    def has_room(self) -> bool:
-        """Less than half the bound is queued: room for a request's rows, as a rule, without spilling."""
-        return self._rows * 2 < self.max_rows and self._bytes * 2 < self.max_bytes
+    def has_room(self, rows: int) -> bool:
+        """``rows`` more would keep the queue within half its bound (in rows; its bytes are under half)."""
+        return (self._rows + rows) * 2 <= self.max_rows and self._bytes * 2 < self.max_bytes
+
+    @property
+    def draining(self) -> bool:
+        """Queued rows are going into PostgreSQL now: connected, and a batch of them written within
+        DRAINING_S (not while the spill file is replayed, nor on a hung connection)."""
+        return self.database_up and self.alarm is None and time.monotonic() - self._drained < DRAINING_S
 
     @property
     def queued_rows(self) -> int:
@@ -212,6 +221,8 @@ class LogWriter:
             fresh, self._in_hand_tried = not self._in_hand_tried, True
             if batch and not self._write(batch, fresh=fresh):
                 self._spill(batch)
+            else:  # written, or nothing queued
+                self._drained = time.monotonic()
         elif batch:
             self._spill(batch)
         self._in_hand = None

@@ -39,7 +39,7 @@ from serving.served_model import ServedModel
 from serving.shadow import ShadowScorer
 
 log = logging.getLogger("serving")
-# Stopping: requests in flight get SCORER_TIMEOUT_S + DRAIN_MARGIN_S to be answered (serving/shutdown.py),
+# Stopping: requests in flight get LOG_WAIT_S + SCORER_TIMEOUT_S + DRAIN_MARGIN_S to be answered (serving/shutdown.py),
 # then runner.cleanup waits CLEANUP_TIMEOUT_S more for whatever is left before cancelling it.
 DRAIN_MARGIN_S = 5.0
 CLEANUP_TIMEOUT_S = 2.0
@@ -153,7 +153,7 @@ async def serve(settings: Settings, scorer: ScorerProcess, stop_requested: threa
     finally:
         if runner is not None:
             # Stops listening, answers the requests in flight (the scorer's timeout bounds each), closes the rest.
-            await drain(runner, app[DRAINING], settings.scorer_timeout_s + DRAIN_MARGIN_S)
+            await drain(runner, app[DRAINING], settings.log_wait_s + settings.scorer_timeout_s + DRAIN_MARGIN_S)
         if models.shadow_scorer is not None:
             await models.shadow_scorer.stop()
         for follower in models.followers():

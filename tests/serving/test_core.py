@@ -127,3 +127,84 @@ def test_a_shadow_row_shares_the_champions_key_and_says_its_role():
     (shadow,) = [dict(zip(ROW_COLUMNS, row)) for row in log_rows(record, 200, 12.5, IDENTITY, role="shadow")]
     assert (champion["role"], shadow["role"]) == ("champion", "shadow")
     assert shadow["row_key"] == champion["row_key"] and shadow["timestamp"] == champion["timestamp"]
+
+
+# -- waiting for room in the log queue (PredictionService.log_room) ----------------------------
+
+def gated(tmp_path, max_rows=1000, log_wait_s=5.0):
+    """A service in front of a writer that is not started (rows move only when a test takes them)
+    but says it is draining, as a connected writer does."""
+    import time
+
+    from serving.core import PredictionService
+    from serving.log_writer import LogWriter
+
+    writer = LogWriter("postgresql://127.0.0.1:1/none", tmp_path, max_rows=max_rows)
+    writer.database_up = True
+
+    def drained():
+        writer._drained = time.monotonic()
+
+    return PredictionService(None, writer, max_in_flight=64, max_users=10_000, log_wait_s=log_wait_s), writer, drained
+
+
+def test_requests_wait_their_turn_for_room_and_the_queue_never_overflows_to_disk(tmp_path):
+    """Eight clients of 250-user requests against a queue of 1,000 drained at 250 rows per 50 ms:
+    the rows let through (queued and in flight) never pass half the bound, none is spilled."""
+    import asyncio
+
+    service, writer, drained = gated(tmp_path)
+    highest = 0
+
+    async def client(k):
+        nonlocal highest
+        for i in range(4):
+            record = RequestRecord(f"c{k}-{i}", "/batch_predict")
+            await service.log_room(record, 250)
+            highest = max(highest, writer.queued_rows + service.log_reserved)
+            await asyncio.sleep(0.01)  # scoring
+            writer.submit([("row",)] * 250)
+            service.unreserve(record)
+
+    async def drain():
+        while True:
+            await asyncio.sleep(0.05)
+            writer._take(250)
+            drained()
+
+    async def main():
+        drainer = asyncio.create_task(drain())
+        await asyncio.wait_for(asyncio.gather(*(client(k) for k in range(8))), 30)
+        drainer.cancel()
+
+    asyncio.run(main())
+    assert writer.rows_spilled == 0
+    assert highest <= 500
+    assert service.log_reserved == 0
+
+
+def test_waiting_for_room_is_bounded_and_only_while_the_writer_drains(tmp_path):
+    import asyncio
+    import time
+
+    service, writer, drained = gated(tmp_path, max_rows=1000, log_wait_s=0.5)
+
+    def waited_s(rows: int) -> float:
+        started = time.monotonic()
+        record = RequestRecord("r", "/batch_predict")
+        asyncio.run(service.log_room(record, rows))
+        service.unreserve(record)
+        return time.monotonic() - started
+
+    writer.submit([("row",)] * 300)
+    assert waited_s(200) < 0.1          # fits in half the bound with what is queued
+    drained()
+    assert 0.5 <= waited_s(201) < 1.5   # would pass half: waits its bound, then goes on
+    assert waited_s(100) < 0.1          # a small request never waits
+    writer.database_up = False          # nothing drains: waiting would not bring room
+    assert waited_s(201) < 0.1
+    writer.database_up = True
+    writer._drained -= 10               # connected, but no batch written for 10 s (a replay, a hung connection)
+    assert waited_s(201) < 0.1
+    writer._take(300)
+    assert waited_s(5000) < 0.1         # the first into an empty queue, whatever its size
