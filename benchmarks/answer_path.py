@@ -5,7 +5,7 @@
 Each stage of the service's answer and log path is run on its own, on the same generated users
 as benchmarks/sustained.py sends, with the code the service runs (the proxy's parse, validation,
 the body to the scorer, MLflow's scoring server's ``invocations`` with this project's pyfunc, the
-answer, the log rows and the JSON document the writer sends PostgreSQL). Medians of ``--repeats``,
+answer, the log rows and the COPY data the writer sends PostgreSQL). Medians of ``--repeats``,
 printed in CPU ms per 1,000 users (CPU time, so that other tenants' load
 weighs less than on wall time). PostgreSQL's own part is benchmarks/log_write.py's. Not counted:
 aiohttp's and uvicorn's HTTP work and the sockets (the sustained benchmark's CPU figures hold them).
@@ -33,6 +33,7 @@ from serving import app as service_app
 from serving import scorer_app
 from serving import core
 from serving.db import log_rows as db_log_rows
+from serving.db.log_copy import copy_data
 from serving.model_identity import ModelIdentity
 from serving.scorer import to_scorer_body
 
@@ -96,7 +97,8 @@ def main(argv=None) -> dict:
     stages["proxy: the client's answer (JSON)"], _ = timed(lambda: _client_answer(outputs, users, record), r)
     stages["log: stored inputs + rows (core.log_rows)"], rows = timed(
         lambda: core.log_rows(record, 200, 1.0, identity, core.stored_inputs(record)[0]), r)
-    stages["log: the JSON document to PostgreSQL"], _ = timed(lambda: db_log_rows._document(rows), r)
+    stages["log: the COPY data to PostgreSQL (a batch's first write)"], _ = timed(
+        lambda: copy_data(rows, db_log_rows._KINDS), r)
     per_1000 = 1000 / args.users
     out = {name: seconds * 1000 * per_1000 for name, seconds in stages.items()}
     print(f"\n| stage ({args.users:,} users, median of {r}, load average {os.getloadavg()[0]:.1f}) "

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -202,6 +203,8 @@ def main(argv=None) -> dict:
     finally:
         for process in processes.values():
             process.stop()
+        server.cleanup()
+        shutil.rmtree(work, ignore_errors=True)  # GBs of PostgreSQL data and logs a run
     cpu = {k: statistics.median(v) for k, v in runs.pop("cpu_ms_per_1000").items()}
     out = {k: statistics.median(v) for k, v in runs.items()}
     out["cpu_ms_per_1000_users"] = cpu
