@@ -70,13 +70,14 @@ def postgres(tmp_path_factory):
     server.cleanup()
 
 
-def new_database(postgres: str, prefix: str = "t") -> str:
-    """Creates a new, empty database in the PostgreSQL at ``postgres``; its URL."""
+def new_database(postgres: str, prefix: str = "t", options: str = "") -> str:
+    """Creates a new, empty database in the PostgreSQL at ``postgres`` (``options``: the rest of
+    CREATE DATABASE, e.g. an encoding); its URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = psycopg2.connect(postgres)
     admin.autocommit = True
     with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name}")
+        cursor.execute(f"CREATE DATABASE {name} {options}")
     admin.close()
     return postgres.replace("/postgres?", f"/{name}?", 1)
 

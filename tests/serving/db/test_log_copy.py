@@ -152,15 +152,8 @@ def test_literal_values_of_the_nasty_cases(two_databases):
 
 def test_copy_stores_non_ascii_text_right_in_a_database_of_another_encoding(postgres):
     """COPY sends UTF-8 bytes: the connection must say so, whatever the database's encoding."""
-    import uuid
-
-    name = f"latin1_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(postgres)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
-    admin.close()
-    connection = connect(postgres.replace("/postgres?", f"/{name}?", 1))
+    connection = connect(new_database(postgres, "latin1", "ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
+                                                           "TEMPLATE template0"))
     try:
         migrate(connection)
         write_rows(connection, [make_row("enc", 0, country="café", input_data={"country": "españa"})],
