@@ -209,29 +209,41 @@ class PredictionService:
         self.in_flight_bytes -= nbytes
 
     async def log_room(self, record: RequestRecord, rows: int) -> None:
-        """Before scoring ``rows`` users: wait, at most ``log_wait_s``, until they fit in half the
-        log writer's queue with the rows of requests let through before them, while the writer is
-        draining it; then count them in (``unreserve`` when the request is recorded).
+        """Before scoring ``rows`` users: wait, at most ``log_wait_s`` in all (in line included),
+        until they fit in half the log writer's queue with the rows of requests let through before
+        them and not yet recorded, while the writer is draining; then count them in (``unreserve``
+        when the request is recorded). Into an empty queue requests may take the whole bound, and
+        the first goes whatever its size.
 
         Under load beyond what PostgreSQL stores, answers slow to its pace instead of rows going
         to the spill file, which costs the writer twice (written to disk, read back) and grows for
         as long as the load lasts. Requests wait their turn in order and only the first looks;
         a request of at most LOG_ROOM_FREE_ROWS users never waits (its rows cannot fill the
         queue, its latency matters), nor does any while the writer is not draining (database
-        down, spill file replaying, connection hung: waiting would not bring room), nor the first
-        into an empty queue, whatever its size.
+        down or refusing the log: waiting would not bring room).
         """
         if rows > LOG_ROOM_FREE_ROWS and (self._log_gate.locked() or not self._log_fits(rows)):
-            async with self._log_gate:
-                deadline = time.monotonic() + self.log_wait_s
-                while not self._log_fits(rows) and self.writer.draining and time.monotonic() < deadline:
-                    await asyncio.sleep(_LOG_ROOM_POLL_S)
+            deadline = time.monotonic() + self.log_wait_s  # in line and looking, together
+            try:
+                await asyncio.wait_for(self._log_gate.acquire(), self.log_wait_s)
+            except asyncio.TimeoutError:
+                pass  # its whole wait spent in line: it goes on
+            else:
+                try:
+                    while not self._log_fits(rows) and self.writer.draining and time.monotonic() < deadline:
+                        await asyncio.sleep(_LOG_ROOM_POLL_S)
+                finally:
+                    self._log_gate.release()
         record.log_reserved = rows
         self.log_reserved += rows
 
     def _log_fits(self, rows: int) -> bool:
-        reserved = self.log_reserved
-        return self.writer.has_room(reserved + rows) or (reserved == 0 and self.writer.queued_rows == 0)
+        """The rows fit: in half the queue with those queued and let through; or, the queue empty,
+        in the whole of it (the writer then has nothing ahead of them); or nothing else is there."""
+        reserved, writer = self.log_reserved, self.writer
+        if writer.queued_rows == 0:
+            return reserved == 0 or reserved + rows <= writer.max_rows
+        return writer.has_room(reserved + rows)
 
     def unreserve(self, record: RequestRecord) -> None:
         """The request's rows are submitted to the writer (or will never be): no longer counted ahead."""

@@ -44,8 +44,8 @@ log = logging.getLogger("serving.log_writer")
 
 # Memory of one queued row without its input, measured with tracemalloc (tests/serving/test_core.py).
 ROW_BYTES = 1024
-# A writer that has written no queued batch for this long is not draining its queue (a replay of
-# the spill file, a hung connection): waiting for room then helps no request (serving.core).
+# A writer that has written nothing for this long, and is not in the middle of a write, is not
+# draining (database down or refusing the log): waiting for room then helps no request (serving.core).
 DRAINING_S = 2.0
 
 
@@ -78,6 +78,7 @@ class LogWriter:
         self._alarm_backoff = 0.0  # while the database refuses the log
         self._stopped = threading.Event()
         self._beat = self._drained = time.monotonic()
+        self._write_started: float | None = None  # while write_rows runs
         self._thread = self._new_thread()
         self._watchdog = threading.Thread(target=self._watch, name="log-writer-watchdog", daemon=True)
         self.rows_written = self.rows_spilled = self.rows_rejected = 0
@@ -114,9 +115,12 @@ class LogWriter:
 
     @property
     def draining(self) -> bool:
-        """Queued rows are going into PostgreSQL now: connected, and a batch of them written within
-        DRAINING_S (not while the spill file is replayed, nor on a hung connection)."""
-        return self.database_up and self.alarm is None and time.monotonic() - self._drained < DRAINING_S
+        """Rows are going into PostgreSQL now: connected, and a batch written (queued or replayed
+        from the spill file) within DRAINING_S, or one being written for less than ``stall_s`` (a
+        slow write is progress; a hung connection, or a database down, is not)."""
+        now, started = time.monotonic(), self._write_started
+        return self.database_up and self.alarm is None and (
+            now - self._drained < DRAINING_S or (started is not None and now - started < self.stall_s))
 
     @property
     def queued_rows(self) -> int:
@@ -281,7 +285,7 @@ class LogWriter:
         """True when the rows are stored (or set aside as bad); False when they must be spilled.
         ``fresh``: never tried before, so none can be stored yet (see write_rows)."""
         try:
-            write_rows(self._connection, rows, self._partitions, fresh=fresh)
+            self._store(rows, fresh=fresh)
         except Exception as error:  # noqa: BLE001 - classified: nothing here may end the thread
             kind = classify(error)
             if kind != ROW:
@@ -300,12 +304,21 @@ class LogWriter:
         self._clear_alarm()
         return True
 
+    def _store(self, rows: list, *, fresh: bool = False) -> None:
+        """``write_rows``, known as a write in progress while it runs and as progress once done."""
+        self._write_started = time.monotonic()
+        try:
+            write_rows(self._connection, rows, self._partitions, fresh=fresh)
+        finally:
+            self._write_started = None
+        self._drained = time.monotonic()
+
     def _write_alone(self, row: tuple) -> bool:
         if self._connection is None:  # a rollback before this one failed
             return False
         for attempt in (row, _degraded(row)):
             try:
-                write_rows(self._connection, [attempt], self._partitions)
+                self._store([attempt])
                 self.rows_written += 1
                 return True
             except Exception as error:  # noqa: BLE001

@@ -105,8 +105,11 @@ def predictions_to_json(raw_predictions, output, metadata=None):
     if metadata:  # not what /invocations passes; MLflow's own checks and writes it
         return _mlflow_predictions_to_json(raw_predictions, output, metadata)
     if _finite_float_frame(raw_predictions):  # the model's answer, nearly always
-        output.write(orjson.dumps({"predictions": raw_predictions.to_dict(orient="records")}).decode())
-        return
+        try:
+            output.write(orjson.dumps({"predictions": raw_predictions.to_dict(orient="records")}).decode())
+            return
+        except orjson.JSONEncodeError:  # a column name orjson refuses (a lone surrogate): MLflow's way
+            pass
     predictions = _get_jsonable_obj(raw_predictions, pandas_orient="records")
     output.write(json.dumps({"predictions": predictions}, cls=NumpyEncoder))
 
