@@ -105,6 +105,16 @@ def test_the_example_alert_rules_are_well_formed():
         assert rule["expr"].count("(") == rule["expr"].count(")"), rule["alert"]
 
 
+def test_the_log_backlog_alert_can_fire_under_the_default_queue_bound():
+    """The queue never holds more than LOG_QUEUE_ROWS: a threshold at or above it never fires."""
+    from serving.config import Settings
+
+    document = yaml.safe_load(ALERTS.read_text())
+    (rule,) = [r for g in document["groups"] for r in g["rules"] if r["alert"] == "RevenueLogBacklog"]
+    threshold = float(re.fullmatch(r"revenue_log_queue_rows > (\d+)", rule["expr"].strip())[1])
+    assert threshold < Settings().log_queue_rows
+
+
 def test_the_grafana_dashboard_is_importable_json_with_unique_panel_ids():
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["title"] and dashboard["uid"] and dashboard["schemaVersion"] >= 36
