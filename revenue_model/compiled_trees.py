@@ -38,7 +38,8 @@ _FORMAT = 1
 
 
 def raw_score(name: str) -> bool:
-    """The correction is read as a raw score (its log-multiplier), as ZilnModel.fast reads it."""
+    """The correction is read as a raw score: its log-multiplier, without the offset it was fit on
+    (LightGBM's and the compiled trees' reading alike)."""
     return name == "mean_correction"
 
 
@@ -57,12 +58,9 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _options(text_path: Path, name: str) -> dict:
-    import lleaves
-
-    trees = lleaves.Model(model_file=str(text_path)).num_trees()
+def _options(model, name: str) -> dict:
     # One block of all the trees (at least 1) and no inlining: LightGBM's order of summation.
-    return {"raw_score": raw_score(name), "fblocksize": max(trees, 1), "finline": False,
+    return {"raw_score": raw_score(name), "fblocksize": max(model.num_trees(), 1), "finline": False,
             "target_cpu": TARGET_CPU, "target_cpu_features": TARGET_FEATURES}
 
 
@@ -80,8 +78,9 @@ def compile_boosters(text_paths: dict[str, Path], directory: Path) -> bool:
     boosters = {}
     try:
         for name, text_path in text_paths.items():
-            options = _options(text_path, name)
-            lleaves.Model(model_file=str(text_path)).compile(cache=str(directory / f"{name}.o"), **options)
+            model = lleaves.Model(model_file=str(text_path))  # parses the model file
+            options = _options(model, name)
+            model.compile(cache=str(directory / f"{name}.o"), **options)
             boosters[name] = {"file": f"{name}.o", "sha256": _sha256(text_path),
                               "object_sha256": _sha256(directory / f"{name}.o"), **options}
     except Exception:  # noqa: BLE001 - the model still works without: say so, never fail the training

@@ -83,8 +83,7 @@ class ZilnModel:
 
     @cached_property
     def fast(self) -> dict[str, FastBooster]:
-        # The correction is read as a raw score: its log-multiplier, without the offset it was fit on.
-        return {name: FastBooster(getattr(self, name), raw_score=name == "mean_correction")
+        return {name: FastBooster(getattr(self, name), raw_score=compiled_trees.raw_score(name))
                 for name in BOOSTERS}
 
 
